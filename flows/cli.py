@@ -1,0 +1,139 @@
+"""`movie-ratings` command line: `run` the flow, write `demo-data`.
+
+Errors a user can fix (bad data, bad config, unreachable model) print one line on stderr and exit 2.
+Prefect and torch are imported only by the commands that need them, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tasks.errors import InputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Predict MovieLens ratings from user features and sentence embeddings of movie texts.",
+)
+
+EXIT_INPUT = 2
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_INPUT)
+
+
+class _HideInputErrorTraceback(logging.Filter):
+    """Prefect logs a failed task/flow with its traceback; for an InputError the one-line message
+    (kept in the record) is the whole story, so drop the traceback from console output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], InputError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_input_error_tracebacks() -> None:
+    loggers = [logging.getLogger()] + [
+        logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("prefect")
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            handler.addFilter(_HideInputErrorTraceback())
+
+
+def _print_summary(document: dict) -> None:
+    lines = [
+        f"rows: {document['n_rows']} of {document['n_ratings']} ratings, {document['n_features']} features",
+        f"{'':14}{'train':>10}{'test':>10}{'baseline test':>16}",
+    ]
+    for name in ("r2", "rmse", "mae"):
+        baseline = document.get(f"baseline_test_{name}")
+        lines.append(
+            f"{name.upper():14}{document[f'train_{name}']:>10.4f}{document[f'test_{name}']:>10.4f}"
+            + (f"{baseline:>16.4f}" if baseline is not None else "")
+        )
+    lines.append("top coefficients: " + ", ".join(f"{t['name']}={t['coef']:+.3f}" for t in document["top_features"][:6]))
+    emb = document["embedding"]
+    lines.append(
+        f"embedding: {emb['texts_embedded']} texts embedded, {emb['cache_hits']} from cache "
+        f"({emb['texts_unique']} distinct of {emb['texts_total']})"
+    )
+    lines.append(f"outputs: {document['out_dir']}")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def run(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML profile (configs/demo.yaml by default; 'seed', 'ml-1m').")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override a key: dotted.key=value (YAML value). Repeatable.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default outputs/<run name>/).")] = None,
+) -> None:
+    """Run the movie-ratings flow and print its metrics."""
+    from configs.schema import load_config
+
+    try:
+        cfg = load_config(config, overrides or [])
+    except InputError as exc:
+        fail(str(exc))
+
+    from flows.rating_flow import movie_ratings
+
+    _quiet_input_error_tracebacks()
+    try:
+        document = movie_ratings(
+            data=cfg.data,
+            embedding=cfg.embedding,
+            split=cfg.split,
+            model=cfg.model,
+            plot=cfg.plot,
+            cache=cfg.cache,
+            out=str(out) if out else None,
+        )
+    except InputError as exc:
+        fail(str(exc))
+    _print_summary(document)
+
+
+@app.command("demo-data")
+def demo_data(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the data set into.")],
+    users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 600,
+    movies: Annotated[int, typer.Option(min=1, help="Number of movies.")] = 400,
+    ratings: Annotated[int, typer.Option(min=1, help="Number of ratings (distinct user/movie pairs).")] = 40_000,
+    seed: Annotated[int, typer.Option(min=0, help="Generator seed: same seed, same files.")] = 0,
+    layout: Annotated[
+        str, typer.Option(help="'csv' (ratings/users/movies.csv) or 'ml-1m' (.dat files + overviews.csv).")
+    ] = "csv",
+) -> None:
+    """Write a deterministic synthetic data set (no MovieLens data is redistributed)."""
+    from tasks.demo_data import write_demo_data
+
+    if layout not in ("csv", "ml-1m"):
+        fail(f"--layout {layout!r}: use 'csv' or 'ml-1m'")
+    written = write_demo_data(directory, users=users, movies=movies, ratings=ratings, seed=seed, layout=layout)
+    typer.echo(f"wrote {', '.join(sorted(written))} to {directory}")
+
+
+def main() -> None:
+    try:
+        app()
+    except InputError as exc:  # raised outside a command's own handling
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INPUT)
+
+
+if __name__ == "__main__":
+    main()

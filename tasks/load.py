@@ -1,0 +1,378 @@
+"""Load and validate a ratings data directory (the notebook's CSV layout or native MovieLens-1M).
+
+Every problem a user can fix becomes one ``InputError`` line naming the file, the column and a few
+example rows (with their line numbers), e.g.
+``ratings.csv: column 'rating': 2 of 9 values outside 1-5, e.g. line 4 (user_id=1, movie_id=3, rating=7)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prefect import task
+
+from tasks.caching import TASK_OPTIONS, run_logger
+from tasks.errors import InputError
+from tasks.store import Store, sha256_file
+
+RATINGS_FILES = ("ratings.csv", "ratings.csv.gz", "ratings.parquet")
+ML1M_FILES = ("ratings.dat", "users.dat", "movies.dat")
+EXAMPLES = 3
+
+# MovieLens-1M README: occupation codes 0-20.
+OCCUPATIONS = (
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
+    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
+    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+)  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Table:
+    """A raw table with where it came from, so errors can point at lines of the file."""
+
+    frame: pd.DataFrame
+    file: str
+    first_line: int  # file line of data row 0 (2 for CSV with a header, 1 for .dat)
+    unit: str = "line"  # "row" for Parquet
+
+    def where(self, positions: np.ndarray, columns: list[str]) -> str:
+        rows = []
+        for pos in positions[:EXAMPLES]:
+            values = ", ".join(f"{c}={_show(self.frame[c].iloc[pos])}" for c in columns if c in self.frame)
+            rows.append(f"{self.unit} {int(pos) + self.first_line} ({values})")
+        return "e.g. " + "; ".join(rows)
+
+    def fail(self, column: str | None, problem: str, mask: np.ndarray, show: list[str]) -> InputError:
+        positions = np.flatnonzero(mask)
+        col = f"column '{column}': " if column else ""
+        return InputError(
+            f"{self.file}: {col}{len(positions)} of {len(self.frame)} {problem}, {self.where(positions, show)}"
+        )
+
+
+def _show(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return "<missing>"
+    text = str(value)
+    return repr(text[:40]) if isinstance(value, str) else text
+
+
+@dataclass
+class Dataset:
+    """Validated tables. ratings: user_id, movie_id, rating[, timestamp]; users: user_id, gender, age,
+    occupation; movies: movie_id, title, overview (overview may be missing)."""
+
+    ratings: pd.DataFrame
+    users: pd.DataFrame
+    movies: pd.DataFrame
+    layout: str
+    files: dict[str, Path]
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def detect_layout(data_dir: Path) -> str:
+    """'csv' or 'ml-1m', from the files present."""
+    if not data_dir.is_dir():
+        raise InputError(f"data dir {data_dir}: does not exist or is not a directory")
+    if any((data_dir / name).exists() for name in RATINGS_FILES):
+        return "csv"
+    if (data_dir / "ratings.dat").exists():
+        return "ml-1m"
+    raise InputError(
+        f"data dir {data_dir}: no ratings file found; expected one of {', '.join(RATINGS_FILES)} "
+        f"(with users.csv, movies.csv) or MovieLens-1M's {', '.join(ML1M_FILES)} (with overviews.csv)"
+    )
+
+
+def _require(path: Path, hint: str) -> Path:
+    if not path.exists():
+        raise InputError(f"{path.name}: missing in {path.parent} ({hint})")
+    return path
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+    except UnicodeDecodeError:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="latin-1")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path.name}: cannot parse as CSV ({str(exc).strip().splitlines()[0]})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
+    """MovieLens '::'-separated, latin-1, no header, no quoting."""
+    raw = path.read_bytes().replace(b"::", b"\x1f")
+    try:
+        return pd.read_csv(
+            io.BytesIO(raw), sep="\x1f", header=None, names=names, dtype=str, encoding="latin-1",
+            quoting=csv.QUOTE_NONE, keep_default_na=False, na_values=[""], engine="c",
+        )  # fmt: skip
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{path.name}: not in the '::'-separated MovieLens format ({str(exc).strip()})") from None
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame({n: pd.Series(dtype=str) for n in names})
+
+
+def read_csv_layout(data_dir: Path) -> tuple[Table, Table, Table, dict[str, Path]]:
+    ratings_path = next(data_dir / n for n in RATINGS_FILES if (data_dir / n).exists())
+    users_path = _require(data_dir / "users.csv", "user_id, gender, age, occupation")
+    movies_path = _require(data_dir / "movies.csv", "movie_id, title, overview")
+    if ratings_path.suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(ratings_path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise InputError(f"{ratings_path.name}: cannot read as Parquet ({exc})") from None
+        ratings = Table(frame, ratings_path.name, 1, unit="row")
+    else:
+        ratings = Table(_read_csv(ratings_path), ratings_path.name, 2)
+    users = Table(_read_csv(users_path), users_path.name, 2)
+    movies = Table(_read_csv(movies_path), movies_path.name, 2)
+    files = {"ratings": ratings_path, "users": users_path, "movies": movies_path}
+    return ratings, users, movies, files
+
+
+def read_ml1m_layout(data_dir: Path) -> tuple[Table, Table, Table, dict[str, Path]]:
+    paths = {n: _require(data_dir / f"{n}.dat", "MovieLens-1M layout") for n in ("ratings", "users", "movies")}
+    overviews_path = _require(data_dir / "overviews.csv", "the .dat layout needs overviews.csv: movie_id, overview")
+    ratings = Table(_read_dat(paths["ratings"], ["user_id", "movie_id", "rating", "timestamp"]), "ratings.dat", 1)
+    users = Table(_read_dat(paths["users"], ["user_id", "gender", "age", "occupation", "zip"]), "users.dat", 1)
+    movies_frame = _read_dat(paths["movies"], ["movie_id", "title", "genres"])
+    overviews = Table(_read_csv(overviews_path), "overviews.csv", 2)
+    _check_columns(overviews, ["movie_id", "overview"])
+    ov_ids = _integer_column(overviews, "movie_id")
+    dup = ov_ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise overviews.fail("movie_id", "movie ids appear more than once", dup, ["movie_id"])
+    ov = pd.Series(overviews.frame["overview"].to_numpy(), index=ov_ids.to_numpy())
+    movies = Table(movies_frame, "movies.dat", 1)
+    ids = pd.to_numeric(movies_frame["movie_id"], errors="coerce")
+    movies_frame["overview"] = ov.reindex(ids.to_numpy()).to_numpy()
+    files = {**paths, "overviews": overviews_path}
+    return ratings, users, movies, files
+
+
+# ---------------------------------------------------------------- validating
+
+
+def _check_columns(table: Table, required: list[str]) -> None:
+    missing = [c for c in required if c not in table.frame.columns]
+    if missing:
+        found = ", ".join(map(str, table.frame.columns)) or "none"
+        raise InputError(f"{table.file}: missing column(s) {', '.join(repr(m) for m in missing)} (found: {found})")
+
+
+def _check_not_empty(table: Table) -> None:
+    if len(table.frame) == 0:
+        raise InputError(f"{table.file}: no rows (an empty table)")
+
+
+def _numeric_column(table: Table, column: str, show: list[str]) -> pd.Series:
+    raw = table.frame[column]
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = values.isna().to_numpy()
+    if bad.any():
+        problem = "values are missing or not numbers"
+        raise table.fail(column, problem, bad, show)
+    return values
+
+
+def _integer_column(table: Table, column: str, show: list[str] | None = None) -> pd.Series:
+    values = _numeric_column(table, column, show or [column])
+    frac = (values != np.floor(values)).to_numpy()
+    if frac.any():
+        raise table.fail(column, "values are not whole numbers", frac, show or [column])
+    return values.astype("int64")
+
+
+def _text_column(table: Table, column: str, show: list[str]) -> pd.Series:
+    values = table.frame[column].astype("string").str.strip()
+    bad = (values.isna() | (values == "")).to_numpy()
+    if bad.any():
+        raise table.fail(column, "values are missing", bad, show)
+    return values.astype(object)
+
+
+def _check_unique(table: Table, keys: pd.DataFrame | pd.Series, column: str, what: str, show: list[str]) -> None:
+    dup = keys.duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise table.fail(column, f"rows repeat {what}", dup, show)
+
+
+def validate_ratings(table: Table) -> pd.DataFrame:
+    _check_columns(table, ["user_id", "movie_id", "rating"])
+    _check_not_empty(table)
+    show = ["user_id", "movie_id", "rating"]
+    out = pd.DataFrame(
+        {
+            "user_id": _integer_column(table, "user_id", show),
+            "movie_id": _integer_column(table, "movie_id", show),
+            "rating": _numeric_column(table, "rating", show).astype("float32"),
+        }
+    )
+    bad = ((out["rating"] < 1) | (out["rating"] > 5)).to_numpy()
+    if bad.any():
+        raise table.fail("rating", "values outside 1-5", bad, show)
+    if "timestamp" in table.frame.columns:
+        out["timestamp"] = _integer_column(table, "timestamp", show + ["timestamp"])
+    _check_unique(table, out[["user_id", "movie_id"]], "user_id, movie_id", "a (user_id, movie_id) pair", show)
+    return out
+
+
+def validate_users(table: Table) -> pd.DataFrame:
+    _check_columns(table, ["user_id", "gender", "age", "occupation"])
+    _check_not_empty(table)
+    show = ["user_id", "gender", "age", "occupation"]
+    out = pd.DataFrame(
+        {
+            "user_id": _integer_column(table, "user_id", show),
+            "gender": _text_column(table, "gender", show),
+            "age": _numeric_column(table, "age", show).astype("float64"),
+            "occupation": _text_column(table, "occupation", show),
+        }
+    )
+    bad = ((out["age"] < 0) | (out["age"] > 130)).to_numpy()
+    if bad.any():
+        raise table.fail("age", "values outside 0-130", bad, show)
+    out["occupation"] = occupation_names(out["occupation"])
+    _check_unique(table, out["user_id"], "user_id", "a user_id", show)
+    return out
+
+
+def occupation_names(codes: pd.Series) -> pd.Series:
+    """MovieLens codes 0-20 → names (e.g. 11 → 'lawyer'); a column of names is kept as it is."""
+    numeric = pd.to_numeric(codes, errors="coerce")
+    if numeric.notna().all() and numeric.between(0, len(OCCUPATIONS) - 1).all() and (numeric % 1 == 0).all():
+        return numeric.astype(int).map(lambda i: OCCUPATIONS[i]).astype(object)
+    return codes
+
+
+def validate_movies(table: Table) -> pd.DataFrame:
+    _check_columns(table, ["movie_id", "title", "overview"])
+    _check_not_empty(table)
+    show = ["movie_id", "title"]
+    out = pd.DataFrame(
+        {
+            "movie_id": _integer_column(table, "movie_id", show),
+            "title": table.frame["title"].astype("string").str.strip().astype(object),
+            "overview": table.frame["overview"].astype("string").str.strip().astype(object),
+        }
+    )
+    if "genres" in table.frame.columns:
+        out["genres"] = table.frame["genres"].astype(object)
+    _check_unique(table, out["movie_id"], "movie_id", "a movie_id", show)
+    return out
+
+
+def load_dataset(
+    data_dir: str | Path,
+    movies_limit: int | None = None,
+    unknown_ids: str = "drop",
+    logger: logging.Logger | logging.LoggerAdapter | None = None,
+) -> Dataset:
+    """Read and validate a data directory; ratings of unknown users/movies are counted and dropped
+    (``unknown_ids='drop'``) or rejected (``'error'``). ``movies_limit`` keeps the first N movies in
+    file order, and their ratings only (the notebook's ``movies.loc[:N-1]``)."""
+    logger = logger or log
+    data_dir = Path(data_dir).expanduser()
+    layout = detect_layout(data_dir)
+    reader = read_csv_layout if layout == "csv" else read_ml1m_layout
+    ratings_t, users_t, movies_t, files = reader(data_dir)
+    users = validate_users(users_t)
+    movies = validate_movies(movies_t)
+    ratings = validate_ratings(ratings_t)
+    n_loaded = len(ratings)
+
+    known_user = ratings["user_id"].isin(users["user_id"]).to_numpy()
+    known_movie = ratings["movie_id"].isin(movies["movie_id"]).to_numpy()
+    unknown = ~(known_user & known_movie)
+    if unknown.any():
+        msg_problem = "ratings reference unknown users or movies"
+        if unknown_ids == "error":
+            raise ratings_t.fail(None, msg_problem, unknown, ["user_id", "movie_id"])
+        logger.warning(
+            "%s: dropped %d of %d %s (%d unknown users, %d unknown movies), %s",
+            ratings_t.file, int(unknown.sum()), n_loaded, msg_problem, int((~known_user).sum()),
+            int((~known_movie).sum()), ratings_t.where(np.flatnonzero(unknown), ["user_id", "movie_id"]),
+        )  # fmt: skip
+        ratings = ratings.loc[~unknown]
+
+    n_limited = 0
+    if movies_limit is not None and movies_limit < len(movies):
+        movies = movies.iloc[:movies_limit]
+        keep = ratings["movie_id"].isin(movies["movie_id"])
+        n_limited = int((~keep).sum())
+        ratings = ratings.loc[keep]
+        logger.info("movies_limit=%d: kept the first %d movies and %d ratings", movies_limit, len(movies), len(ratings))
+
+    stats = {
+        "n_ratings_loaded": n_loaded,
+        "n_ratings_unknown_ids": int(unknown.sum()),
+        "n_ratings_outside_movies_limit": n_limited,
+        "n_ratings": len(ratings),
+        "n_users": len(users),
+        "n_movies": len(movies),
+    }
+    logger.info(
+        "loaded %s layout from %s: %d ratings, %d users, %d movies",
+        layout, data_dir, n_loaded, len(users), len(movies),
+    )  # fmt: skip
+    return Dataset(
+        ratings=ratings.reset_index(drop=True),
+        users=users.reset_index(drop=True),
+        movies=movies.reset_index(drop=True),
+        layout=layout,
+        files=files,
+        stats=stats,
+    )
+
+
+def data_fingerprint(data_dir: str | Path) -> dict[str, str]:
+    """sha256 of the bytes of each input file the loader reads (the load task's cache key)."""
+    data_dir = Path(data_dir).expanduser()
+    layout = detect_layout(data_dir)
+    if layout == "csv":
+        names = [next(n for n in RATINGS_FILES if (data_dir / n).exists()), "users.csv", "movies.csv"]
+    else:
+        names = [*ML1M_FILES, "overviews.csv"]
+    return {name: sha256_file(data_dir / name) for name in names if (data_dir / name).exists()}
+
+
+# ---------------------------------------------------------------- Prefect wrapper
+
+
+@task(name="load", **TASK_OPTIONS)
+def load_task(
+    data_dir: str,
+    input_hashes: dict[str, str],
+    movies_limit: int | None,
+    unknown_ids: str,
+    cache_dir: str,
+) -> dict:
+    """Load + validate, and put the tables in the store. ``input_hashes`` (from ``data_fingerprint``)
+    is not read here: it makes the cache key follow the files' content rather than their path."""
+    logger = run_logger(log)
+    dataset = load_dataset(data_dir, movies_limit, unknown_ids, logger)
+    store = Store(cache_dir)
+    return {
+        "layout": dataset.layout,
+        "ratings": store.put_table(dataset.ratings).model_dump(),
+        "users": store.put_table(dataset.users).model_dump(),
+        "movies": store.put_table(dataset.movies).model_dump(),
+        "stats": dataset.stats,
+    }

@@ -1,0 +1,101 @@
+"""The notebook's figures: a 2x3 scatter of the top features against the (jittered) rating, and a bar
+chart of the top coefficients. Written as PNG bytes so callers can store them atomically."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and workers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from prefect import task  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+
+from tasks.caching import TASK_OPTIONS, run_logger  # noqa: E402
+from tasks.features import feature_column  # noqa: E402
+from tasks.store import Store  # noqa: E402
+from tasks.train import load_blocks  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation; 0 when either side is constant."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    xc, yc = x - x.mean(), y - y.mean()
+    denom = np.sqrt((xc @ xc) * (yc @ yc))
+    return float(xc @ yc / denom) if denom > 0 else 0.0
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def scatter_png(
+    features: list[tuple[str, np.ndarray]],
+    rating: np.ndarray,
+    jitter: float = 0.3,
+    max_points: int = 20_000,
+    seed: int = 0,
+) -> tuple[bytes, dict[str, float]]:
+    """2x3 scatter of each (name, values) against rating + U(-jitter, jitter); the title of each
+    subplot carries the correlation (computed on all rows, before jitter). Returns PNG and correlations."""
+    rng = np.random.default_rng(seed)
+    n = len(rating)
+    sample = np.sort(rng.choice(n, size=max_points, replace=False)) if n > max_points else np.arange(n)
+    jittered = rating[sample] + rng.uniform(-jitter, jitter, size=len(sample))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    correlations = {}
+    for ax, (name, values) in zip(axes.ravel(), features):
+        corr = correlation(values, rating)
+        correlations[name] = corr
+        ax.scatter(values[sample], jittered, s=3, alpha=0.25)
+        ax.set_title(f"{name}\ncorr = {corr:.3f}", fontsize=10)
+        ax.set_xlabel(name)
+        ax.set_ylabel("rating (jittered)")
+    for ax in axes.ravel()[len(features) :]:
+        ax.axis("off")
+    fig.suptitle("Top features by |coef| against the rating")
+    fig.tight_layout()
+    return _png(fig), correlations
+
+
+def coefficients_png(top: list[dict]) -> bytes:
+    """Horizontal bars of the ranked coefficients (largest |coef| on top)."""
+    names = [t["name"] for t in top][::-1]
+    coefs = np.array([t["coef"] for t in top][::-1])
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(top) + 1.5))
+    ax.barh(names, coefs, color=np.where(coefs >= 0, "tab:blue", "tab:red"))
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("Ridge coefficient")
+    ax.set_title(f"Top {len(top)} coefficients by |coef|")
+    fig.tight_layout()
+    return _png(fig)
+
+
+@task(name="plots", **TASK_OPTIONS)
+def plots_task(features: dict, rows: dict, trained: dict, plot: BaseModel, cache_dir: str) -> dict:
+    """Scatter of the top features (by |coef|) and the coefficient bars, as PNGs in the store."""
+    U, M, table, names = load_blocks(features, rows)
+    user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
+    rating = table["rating"].to_numpy(dtype=np.float64)
+    top = trained["top"][: plot.top_features]
+    columns = [(t["name"], feature_column(U, M, t["index"], user_idx, movie_idx)) for t in top]
+    scatter, correlations = scatter_png(columns, rating, plot.jitter, plot.max_points, plot.seed)
+    run_logger(log).info(
+        "plots: correlation with the rating of the top features: %s",
+        ", ".join(f"{k}={v:.3f}" for k, v in correlations.items()),
+    )
+    store = Store(cache_dir)
+    return {
+        "scatter": store.put_bytes(scatter, "png").model_dump(),
+        "coefficients": store.put_bytes(coefficients_png(trained["top"]), "png").model_dump(),
+        "correlations": correlations,
+    }

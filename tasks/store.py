@@ -1,0 +1,130 @@
+"""A content-addressed store for intermediate results: Parquet tables, .npy arrays, JSON.
+
+Tasks pass small references (``StoredRef``: path + sha256) instead of big frames, so Prefect only
+persists small JSON and a task's cache key is a hash of the references it receives. Files are named
+by the sha256 of their bytes and written atomically (temp file + rename), so a crash never leaves a
+half-written file under a real name. Nothing here unpickles: ``np.load(allow_pickle=False)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+CHUNK = 1 << 20
+
+
+class StoredRef(BaseModel):
+    """A file in the store: where it is and the sha256 of its bytes."""
+
+    path: str
+    sha256: str
+    kind: str  # "table" | "array" | "json"
+    rows: int | None = None
+    columns: list[str] | None = None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either nothing or all of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class Store:
+    """Content-addressed files under ``<root>/objects/<aa>/<sha256>.<ext>``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser()
+
+    def _put(self, data: bytes, ext: str, kind: str, **meta: Any) -> StoredRef:
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.root / "objects" / sha[:2] / f"{sha}.{ext}"
+        if not (path.exists() and path.stat().st_size == len(data)):
+            atomic_write_bytes(path, data)
+        return StoredRef(path=str(path), sha256=sha, kind=kind, **meta)
+
+    def put_table(self, frame: pd.DataFrame) -> StoredRef:
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False, engine="pyarrow")
+        return self._put(buf.getvalue(), "parquet", "table", rows=len(frame), columns=[str(c) for c in frame.columns])
+
+    def put_array(self, array: np.ndarray) -> StoredRef:
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+        return self._put(buf.getvalue(), "npy", "array", rows=int(array.shape[0]) if array.ndim else None)
+
+    def put_bytes(self, data: bytes, ext: str) -> StoredRef:
+        return self._put(data, ext, "bytes")
+
+    def put_json(self, obj: Any) -> StoredRef:
+        data = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return self._put(data, "json", "json")
+
+
+Ref = StoredRef | dict
+
+
+def as_ref(ref: Ref) -> StoredRef:
+    """Task results travel as plain dicts (JSON); turn one back into a StoredRef."""
+    return ref if isinstance(ref, StoredRef) else StoredRef.model_validate(ref)
+
+
+def get_bytes(ref: Ref, verify: bool = True) -> bytes:
+    """The bytes of a stored object, checked against its sha256 (a corrupted file raises OSError)."""
+    ref = as_ref(ref)
+    data = Path(ref.path).read_bytes()
+    if verify and hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise OSError(f"{ref.path}: content does not match its sha256 (corrupted cache file)")
+    return data
+
+
+def get_table(ref: Ref, verify: bool = True) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(get_bytes(ref, verify)), engine="pyarrow")
+
+
+def get_array(ref: Ref, verify: bool = True) -> np.ndarray:
+    return np.load(io.BytesIO(get_bytes(ref, verify)), allow_pickle=False)
+
+
+def get_json(ref: Ref, verify: bool = True) -> Any:
+    return json.loads(get_bytes(ref, verify))
