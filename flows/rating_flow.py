@@ -29,9 +29,16 @@ from tasks.train import train_task
 TEXT_FIELDS = ("title", "overview")
 
 
-def embedding_summary(embedded: dict[str, dict]) -> dict[str, Any]:
-    """metrics.json's ``embedding`` block: totals over the fields, and each field's own figures."""
-    stats = {field: e["stats"] for field, e in embedded.items()}
+def embedding_summary(embedded: dict[str, dict], cached_fields: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """metrics.json's ``embedding`` block: totals over the fields, and each field's own figures.
+
+    A field whose task result came from Prefect's cache embedded nothing in this run."""
+    stats = {}
+    for field, e in embedded.items():
+        s = dict(e["stats"])
+        if field in cached_fields:
+            s.update(texts_embedded=0, cache_hits=s["texts_unique"], texts_per_second=None, seconds=0.0)
+        stats[field] = s
     embedded_n = sum(s["texts_embedded"] for s in stats.values())
     seconds = sum(s["seconds"] for s in stats.values())
     return {
@@ -94,11 +101,15 @@ def movie_ratings(
     }
     seconds: dict[str, float] = {}
 
+    cached: list[str] = []
+
     def step(name: str, task, *args):
         started = time.perf_counter()
-        result = task.with_options(**options)(*args)
-        seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - started, 3)
-        return result
+        state = task.with_options(**options)(*args, return_state=True)
+        seconds[name] = round(time.perf_counter() - started, 3)
+        if state.name == "Cached":
+            cached.append(name)
+        return state.result()  # raises the task's exception (e.g. InputError) when it failed
 
     if data.dir:
         data_dir = data.dir
@@ -117,9 +128,13 @@ def movie_ratings(
     plots = step("plots", plots_task, features, merged, trained, plot, cache_dir)
 
     out_dir = Path(out or Path("outputs") / (flow_run.get_name() or "run"))
-    document = metrics_document(
-        loaded, merged, features, trained, embedding_summary(embedded), config.model_dump(mode="json"), seconds
+    embedding_stats = embedding_summary(
+        embedded, cached_fields=[f for f in TEXT_FIELDS if f"embed_{f}" in cached]
     )
+    document = metrics_document(
+        loaded, merged, features, trained, embedding_stats, config.model_dump(mode="json"), seconds
+    )
+    document["cached_tasks"] = cached
     out_dir = write_run_outputs(
         out_dir,
         {

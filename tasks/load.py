@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ OCCUPATIONS = (
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 @dataclass
@@ -65,7 +67,9 @@ def _show(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return "<missing>"
     text = str(value)
-    return repr(text[:40]) if isinstance(value, str) else text
+    if isinstance(value, str) and not _NUMBER.fullmatch(text.strip()):
+        return repr(text[:40])  # quote text so blanks and odd characters show
+    return text.strip()
 
 
 @dataclass

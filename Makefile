@@ -1,0 +1,41 @@
+# movie-ratings — `make run` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# torch first, pinned: the CPU wheel on this machine; on a CUDA machine PyPI's build of the same version.
+TORCH ?= torch==2.13.0
+ARGS ?=
+
+# Prefect state (ephemeral server database, settings) stays inside the project folder.
+export PREFECT_HOME ?= $(CURDIR)/.state/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED = false
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: help install run test demo-data clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install torch, the project (editable) and its pinned dependencies
+
+run: $(STAMP) ## Run the flow on the demo profile (extra CLI options: make run ARGS="--set model.alpha=2")
+	$(VENV)/bin/movie-ratings run $(ARGS)
+
+test: $(STAMP) ## Run the test suite
+	$(PY) -m pytest $(ARGS)
+
+demo-data: $(STAMP) ## Write the demo data set to data/demo (csv layout)
+	$(VENV)/bin/movie-ratings demo-data data/demo $(ARGS)
+
+clean: ## Remove outputs and project-local Prefect state (not .venv, not the cache in ~/.cache/movie-ratings)
+	rm -rf outputs .state .pytest_cache

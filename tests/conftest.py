@@ -1,0 +1,70 @@
+"""Shared fixtures: one real Prefect test server per session, small generated data sets, and a
+deterministic stand-in encoder for tests about caching/alignment (the real model is tested too)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SMALL = {"users": 80, "movies": 50, "ratings": 2500, "seed": 3}
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real Prefect API (temporary SQLite database) for the whole session; yields its URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory) -> Path:
+    from tasks.demo_data import write_demo_data
+
+    out = tmp_path_factory.mktemp("small_csv")
+    write_demo_data(out, layout="csv", **SMALL)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_dat(tmp_path_factory) -> Path:
+    from tasks.demo_data import write_demo_data
+
+    out = tmp_path_factory.mktemp("small_dat")
+    write_demo_data(out, layout="ml-1m", **SMALL)
+    return out
+
+
+class HashEncoder:
+    """texts → deterministic unit vectors derived from sha256(text); counts what it was asked."""
+
+    def __init__(self, dim: int = 8):
+        self.dim = dim
+        self.calls: list[list[str]] = []
+
+    def vector(self, text: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        v = np.random.default_rng(seed).normal(size=self.dim).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.stack([self.vector(t) for t in texts])
+
+    @property
+    def n_embedded(self) -> int:
+        return sum(len(c) for c in self.calls)
+
+
+@pytest.fixture
+def hash_encoder() -> HashEncoder:
+    return HashEncoder()

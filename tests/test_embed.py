@@ -1,0 +1,101 @@
+"""Embedding: the per-text cache, missing-text policies, corrupted chunks, and the real bundled model."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from tasks.embed import EmbeddingStore, embed_texts, prepare_texts, resolve_model, sentence_encoder
+from tasks.errors import InputError
+from tasks.features import movie_block
+
+
+def test_identical_texts_are_embedded_once_and_rows_keep_their_text(tmp_path, hash_encoder):
+    texts = ["b text", "a", "b text", None, "ccc"]
+    store = EmbeddingStore(tmp_path, "model-x")
+    result = embed_texts(texts, hash_encoder, store, "model-x", chunk_size=2)
+    assert hash_encoder.n_embedded == 3  # 3 distinct texts
+    assert result.present.tolist() == [True, True, True, False, True]
+    for i, text in enumerate(texts):
+        expected = hash_encoder.vector(text) if text is not None else np.zeros(hash_encoder.dim)
+        np.testing.assert_allclose(result.vectors[i], expected, rtol=1e-6)
+    assert result.stats | {"texts_per_second": None, "seconds": 0} == {
+        "texts_total": 4, "texts_unique": 3, "texts_embedded": 3, "cache_hits": 0,
+        "texts_per_second": None, "seconds": 0, "dim": 8,
+    }  # fmt: skip
+    # Sorted by length before chunking: the short text goes first.
+    assert hash_encoder.calls[0] == ["a", "ccc"]
+
+
+def test_second_run_reuses_the_cache_and_an_edit_reembeds_one_text(tmp_path, hash_encoder):
+    store = EmbeddingStore(tmp_path, "m")
+    texts = [f"overview number {i}" for i in range(20)]
+    embed_texts(texts, hash_encoder, store, "m", chunk_size=8)
+    first = hash_encoder.n_embedded
+    again = embed_texts(texts, hash_encoder, store, "m", chunk_size=8)
+    assert hash_encoder.n_embedded == first and again.stats["cache_hits"] == 20
+    edited = texts[:5] + ["an edited overview"] + texts[6:]
+    result = embed_texts(edited, hash_encoder, store, "m", chunk_size=8)
+    assert hash_encoder.n_embedded == first + 1 and result.stats["texts_embedded"] == 1
+    np.testing.assert_allclose(result.vectors[5], hash_encoder.vector("an edited overview"), rtol=1e-6)
+
+
+def test_another_model_identity_does_not_share_vectors(tmp_path, hash_encoder):
+    embed_texts(["x", "y"], hash_encoder, EmbeddingStore(tmp_path, "m1"), "m1")
+    embed_texts(["x", "y"], hash_encoder, EmbeddingStore(tmp_path, "m2"), "m2")
+    assert hash_encoder.n_embedded == 4
+
+
+def test_corrupted_chunk_is_logged_and_recomputed(tmp_path, hash_encoder, caplog):
+    store = EmbeddingStore(tmp_path, "m")
+    texts = [f"t{i}" for i in range(6)]
+    embed_texts(texts, hash_encoder, store, "m", chunk_size=3)
+    chunks = sorted(store.dir.glob("*.parquet"))
+    assert len(chunks) == 2
+    chunks[0].write_bytes(chunks[0].read_bytes()[:40])  # truncated
+    with caplog.at_level(logging.WARNING):
+        result = embed_texts(texts, hash_encoder, store, "m", chunk_size=3)
+    assert "unreadable" in caplog.text
+    assert result.stats["texts_embedded"] == 3
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(result.vectors[i], hash_encoder.vector(text), rtol=1e-6)
+
+
+def test_missing_text_policies():
+    assert prepare_texts(["a", None, "  ", float("nan"), " b "], "drop") == (["a", None, None, None, "b"], 3)
+    assert prepare_texts(["a", None], "empty") == (["a", ""], 1)
+
+
+def test_all_missing_is_a_clear_error(tmp_path, hash_encoder):
+    with pytest.raises(InputError, match="every value is missing"):
+        embed_texts([None, None], hash_encoder, EmbeddingStore(tmp_path, "m"), "m", label="overviews")
+
+
+def test_unreachable_hub_model_says_what_to_do():
+    with pytest.raises(InputError) as err:
+        resolve_model("movie-ratings-tests/no-such-model-7f3a")
+    message = str(err.value)
+    assert "cannot fetch it from the Hugging Face hub" in message
+    assert "embedding.model=DIR" in message and "\n" not in message
+
+
+def test_missing_local_folder(tmp_path):
+    with pytest.raises(InputError, match="no such local folder"):
+        resolve_model(str(tmp_path / "model"))
+
+
+def test_bundled_model_column_names_follow_its_dimension(tmp_path):
+    source = resolve_model("all-MiniLM-L6-v2")
+    assert source.identity == resolve_model("all-MiniLM-L6-v2").identity
+    assert source.identity != resolve_model("all-MiniLM-L6-v2", normalize=False).identity
+    encode = sentence_encoder(source, "auto", batch_size=8, normalize=True)
+    texts = ["A lonely astronaut drifts through space.", "Two friends open a bakery in Paris."]
+    result = embed_texts(texts, encode, EmbeddingStore(tmp_path, source.identity), source.identity)
+    dim = result.vectors.shape[1]
+    assert dim == 384  # all-MiniLM-L6-v2
+    np.testing.assert_allclose(np.linalg.norm(result.vectors, axis=1), 1.0, rtol=1e-5)  # normalize_embeddings
+    M, names = movie_block({"title": result.vectors, "overview": result.vectors})
+    assert names[0] == "title_embedding_0" and names[dim - 1] == f"title_embedding_{dim - 1}"
+    assert names[dim] == "overview_embedding_0" and len(names) == 2 * dim == M.shape[1]

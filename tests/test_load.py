@@ -1,0 +1,175 @@
+"""Loading both layouts, and each bad input's one-line message (file, column, example lines)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tasks.errors import InputError
+from tasks.load import OCCUPATIONS, data_fingerprint, load_dataset
+
+USERS = "user_id,gender,age,occupation\n1,F,25,lawyer\n2,M,35,programmer\n3,M,18,writer\n"
+MOVIES = "movie_id,title,overview\n10,Alpha (1990),A heist.\n20,Beta (1991),A romance.\n30,Gamma (1992),\n"
+RATINGS = "user_id,movie_id,rating,timestamp\n1,10,4,100\n1,20,5,101\n2,10,3,102\n3,30,1,103\n2,20,2,104\n"
+
+
+def write_dir(root: Path, ratings: str = RATINGS, users: str = USERS, movies: str = MOVIES) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "ratings.csv").write_text(ratings)
+    (root / "users.csv").write_text(users)
+    (root / "movies.csv").write_text(movies)
+    return root
+
+
+def test_csv_layout_loads_typed_tables(tmp_path):
+    ds = load_dataset(write_dir(tmp_path))
+    assert ds.layout == "csv"
+    assert list(ds.ratings.columns) == ["user_id", "movie_id", "rating", "timestamp"]
+    assert ds.ratings["rating"].tolist() == [4, 5, 3, 1, 2]
+    assert ds.users.set_index("user_id")["occupation"].to_dict() == {1: "lawyer", 2: "programmer", 3: "writer"}
+    assert pd.isna(ds.movies.loc[2, "overview"])  # missing overview kept; the policy decides later
+    assert ds.stats["n_ratings_loaded"] == 5
+
+
+def test_both_layouts_give_the_same_rows(small_csv, small_dat):
+    a, b = load_dataset(small_csv), load_dataset(small_dat)
+    assert (a.layout, b.layout) == ("csv", "ml-1m")
+    pd.testing.assert_frame_equal(a.ratings, b.ratings)
+    pd.testing.assert_frame_equal(a.users, b.users)
+    pd.testing.assert_frame_equal(a.movies[["movie_id", "title", "overview"]], b.movies[["movie_id", "title", "overview"]])
+
+
+def test_ml1m_occupation_codes_become_names(tmp_path):
+    (tmp_path / "ratings.dat").write_text("1::10::4::978300760\n2::10::5::978300761\n")
+    (tmp_path / "users.dat").write_text("1::F::1::11::48067\n2::M::56::18::70072\n")
+    (tmp_path / "movies.dat").write_bytes("10::Amélie (2001)::Comedy|Romance\n".encode("latin-1"))
+    (tmp_path / "overviews.csv").write_text('movie_id,overview\n10,"A shy waitress, Paris."\n')
+    ds = load_dataset(tmp_path)
+    assert ds.users["occupation"].tolist() == ["lawyer", "tradesman/craftsman"]
+    assert OCCUPATIONS[11] == "lawyer" and len(OCCUPATIONS) == 21
+    assert ds.movies["title"].tolist() == ["Amélie (2001)"]  # latin-1 decoded
+    assert ds.movies["overview"].tolist() == ["A shy waitress, Paris."]
+
+
+def test_ml1m_without_overviews_is_a_clear_error(tmp_path):
+    (tmp_path / "ratings.dat").write_text("1::10::4::978300760\n")
+    (tmp_path / "users.dat").write_text("1::F::1::11::48067\n")
+    (tmp_path / "movies.dat").write_text("10::Heat (1995)::Action\n")
+    with pytest.raises(InputError, match=r"overviews.csv: missing in .*movie_id, overview"):
+        load_dataset(tmp_path)
+
+
+def test_movies_limit_keeps_first_movies_in_file_order(tmp_path):
+    ds = load_dataset(write_dir(tmp_path), movies_limit=2)
+    assert ds.movies["movie_id"].tolist() == [10, 20]
+    assert set(ds.ratings["movie_id"]) == {10, 20}
+    assert ds.stats["n_ratings_outside_movies_limit"] == 1
+    assert ds.stats["n_ratings_loaded"] == 5
+
+
+def test_unknown_ids_are_counted_and_dropped(tmp_path, caplog):
+    ratings = RATINGS + "9,10,4,105\n1,99,3,106\n"
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset(write_dir(tmp_path, ratings=ratings))
+    assert ds.stats["n_ratings_unknown_ids"] == 2
+    assert len(ds.ratings) == 5
+    assert "dropped 2 of 7 ratings reference unknown users or movies (1 unknown users, 1 unknown movies)" in caplog.text
+    assert "line 7 (user_id=9, movie_id=10)" in caplog.text
+
+
+# Each bad input: (files to write, the exact pieces the one-line message must contain).
+BAD_INPUTS = {
+    "missing_column": (
+        {"ratings": "user_id,movie_id,score\n1,10,4\n"},
+        ["ratings.csv: missing column(s) 'rating'", "found: user_id, movie_id, score"],
+    ),
+    "rating_not_a_number": (
+        {"ratings": RATINGS.replace("1,20,5,101", "1,20,five,101")},
+        ["ratings.csv: column 'rating': 1 of 5 values are missing or not numbers", "line 3 (user_id=1, movie_id=20, rating='five')"],
+    ),
+    "id_not_whole": (
+        {"users": USERS.replace("2,M,35", "2.5,M,35")},
+        ["users.csv: column 'user_id': 1 of 3 values are not whole numbers", "line 3 (user_id=2.5, gender='M', age=35"],
+    ),
+    "rating_out_of_range": (
+        {"ratings": RATINGS.replace("2,10,3,102", "2,10,7,102").replace("3,30,1,103", "3,30,0,103")},
+        ["ratings.csv: column 'rating': 2 of 5 values outside 1-5", "line 4 (user_id=2, movie_id=10, rating=7)", "line 5 (user_id=3, movie_id=30, rating=0)", "line 5 ("],
+    ),
+    "duplicate_user": (
+        {"users": USERS + "2,F,50,artist\n"},
+        ["users.csv: column 'user_id': 2 of 4 rows repeat a user_id", "line 3 (user_id=2,", "line 5 (user_id=2,"],
+    ),
+    "duplicate_movie": (
+        {"movies": MOVIES + "20,Beta again,Another.\n"},
+        ["movies.csv: column 'movie_id': 2 of 4 rows repeat a movie_id", "line 3 (movie_id=20, title='Beta (1991)')"],
+    ),
+    "duplicate_rating": (
+        {"ratings": RATINGS + "1,20,3,200\n"},
+        ["ratings.csv: column 'user_id, movie_id': 2 of 6 rows repeat a (user_id, movie_id) pair", "line 3 (user_id=1, movie_id=20, rating=5)", "line 7"],
+    ),
+    "empty_table": (
+        {"ratings": "user_id,movie_id,rating\n"},
+        ["ratings.csv: no rows (an empty table)"],
+    ),
+    "missing_gender": (
+        {"users": USERS.replace("3,M,18", "3,,18")},
+        ["users.csv: column 'gender': 1 of 3 values are missing", "line 4 (user_id=3, gender=<missing>"],
+    ),
+    "no_ratings_file": (
+        {"ratings": None},
+        ["no ratings file found; expected one of ratings.csv, ratings.csv.gz, ratings.parquet"],
+    ),
+}
+
+
+def write_bad(root: Path, name: str) -> tuple[Path, list[str]]:
+    files, expected = BAD_INPUTS[name]
+    write_dir(root, **{k: v for k, v in files.items() if v is not None})
+    for table, content in files.items():
+        if content is None:
+            (root / f"{table}.csv").unlink()
+    return root, expected
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_message(tmp_path, name):
+    root, expected = write_bad(tmp_path / name, name)
+    with pytest.raises(InputError) as err:
+        load_dataset(root)
+    message = str(err.value)
+    assert "\n" not in message
+    for piece in expected:
+        assert piece in message
+
+
+def test_unknown_ids_error_mode(tmp_path):
+    root = write_dir(tmp_path, ratings=RATINGS + "9,10,4,105\n")
+    with pytest.raises(InputError, match=r"ratings.csv: 1 of 6 ratings reference unknown users or movies, e\.g\. line 7 \(user_id=9, movie_id=10\)"):
+        load_dataset(root, unknown_ids="error")
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_fingerprint_follows_content_not_mtime(tmp_path):
+    root = write_dir(tmp_path)
+    before = data_fingerprint(root)
+    (root / "users.csv").write_text(USERS)  # same bytes, new mtime
+    assert data_fingerprint(root) == before
+    (root / "users.csv").write_text(USERS.replace("lawyer", "artist"))
+    after = data_fingerprint(root)
+    assert after["users.csv"] != before["users.csv"] and after["ratings.csv"] == before["ratings.csv"]
+
+
+def test_parquet_ratings(tmp_path):
+    root = write_dir(tmp_path)
+    frame = pd.read_csv(root / "ratings.csv")
+    (root / "ratings.csv").unlink()
+    frame.to_parquet(root / "ratings.parquet")
+    ds = load_dataset(root)
+    assert len(ds.ratings) == 5 and ds.ratings["rating"].dtype == "float32"
