@@ -1,0 +1,70 @@
+"""The command line: exit code 2 and one clear line for every bad input, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.test_load import BAD_INPUTS, write_bad
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return CliRunner()
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_each_bad_input_exits_2_with_its_message(prefect_server, runner, tmp_path, name):
+    root, expected = write_bad(tmp_path / "data", name)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", "--set", f"data.dir={root}", "--set", f"cache.dir={tmp_path / 'c'}", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1
+    for piece in expected:
+        assert piece in error_lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "model.alhpa=1"], "unknown key 'model.alhpa'"),
+        (["--set", "split.test_size=2"], "'split.test_size'"),
+        (["--config", "/nonexistent.yaml"], "cannot read"),
+        (["--set", "embedding.model=/no/such/model"], "no such local folder"),
+    ],
+)
+def test_bad_config_exits_2(prefect_server, runner, tmp_path, args, message):
+    result = runner.invoke(app, ["run", *args, "--set", f"cache.dir={tmp_path}", "--set", "data.demo.ratings=100"])
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_subprocess_prints_one_line_and_no_traceback(prefect_server, tmp_path):
+    """The real entry point (`python -m flows`), against the session's Prefect server."""
+    root, expected = write_bad(tmp_path / "data", "rating_out_of_range")
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows", "run", "--set", f"data.dir={root}", "--set", f"cache.dir={tmp_path / 'c'}",
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ratings.csv: column 'rating': 2 of 5 values outside 1-5")
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_data_command_writes_both_layouts(tmp_path, runner):
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "csv"), "--users", "20", "--movies", "10", "--ratings", "100"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == ["movies.csv", "ratings.csv", "users.csv"]
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "dat"), "--layout", "ml-1m", "--ratings", "100"])
+    assert sorted(p.name for p in (tmp_path / "dat").iterdir()) == ["movies.dat", "overviews.csv", "ratings.dat", "users.dat"]
+    assert runner.invoke(app, ["demo-data", str(tmp_path / "x"), "--layout", "tsv"]).exit_code == 2
