@@ -29,9 +29,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install torch, the project (editable) and its pinned dependencies
 
 run: $(STAMP) ## Run the flow on the demo profile (extra CLI options: make run ARGS="--set model.alpha=2")
+	@mkdir -p "$$PREFECT_HOME"
 	$(VENV)/bin/movie-ratings run $(ARGS)
 
 test: $(STAMP) ## Run the test suite
+	@mkdir -p "$$PREFECT_HOME"
 	$(PY) -m pytest $(ARGS)
 
 demo-data: $(STAMP) ## Write the demo data set to data/demo (csv layout)

@@ -103,7 +103,7 @@ class PlotConfig(Section):
 
     top_features: int = Field(6, ge=1, le=6, title="Scatter features", description="Features in the 2x3 scatter.")
     jitter: float = Field(0.3, ge=0.0, le=1.0, title="Jitter", description="Uniform jitter added to ratings.")
-    max_points: int = Field(20_000, ge=100, title="Max points", description="Rows sampled for the scatter.")
+    max_points: int = Field(5_000, ge=100, title="Max points", description="Rows sampled for the scatter.")
     seed: int = Field(0, ge=0, title="Seed", description="Seed of the jitter and the sample.")
 
 

@@ -240,6 +240,7 @@ def demo_data_task(users: int, movies: int, ratings: int, seed: int, cache_dir: 
         run_logger(log).info("generating demo data: %d users, %d movies, %d ratings, seed %d", users, movies, ratings, seed)
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=out.parent))
+        os.chmod(staging, 0o755)
         write_demo_data(staging, users=users, movies=movies, ratings=ratings, seed=seed)
         try:
             os.rename(staging, out)  # the folder appears complete or not at all

@@ -59,6 +59,7 @@ def write_run_outputs(out_dir: str | os.PathLike, files: dict[str, bytes]) -> Pa
     out = Path(out_dir).expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; the output folder is meant to be shared
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)

@@ -33,7 +33,7 @@ def correlation(x: np.ndarray, y: np.ndarray) -> float:
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 
@@ -42,7 +42,7 @@ def scatter_png(
     features: list[tuple[str, np.ndarray]],
     rating: np.ndarray,
     jitter: float = 0.3,
-    max_points: int = 20_000,
+    max_points: int = 5_000,
     seed: int = 0,
 ) -> tuple[bytes, dict[str, float]]:
     """2x3 scatter of each (name, values) against rating + U(-jitter, jitter); the title of each
@@ -51,12 +51,12 @@ def scatter_png(
     n = len(rating)
     sample = np.sort(rng.choice(n, size=max_points, replace=False)) if n > max_points else np.arange(n)
     jittered = rating[sample] + rng.uniform(-jitter, jitter, size=len(sample))
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     correlations = {}
     for ax, (name, values) in zip(axes.ravel(), features):
         corr = correlation(values, rating)
         correlations[name] = corr
-        ax.scatter(values[sample], jittered, s=3, alpha=0.25)
+        ax.scatter(values[sample], jittered, s=2, alpha=0.3, rasterized=True)
         ax.set_title(f"{name}\ncorr = {corr:.3f}", fontsize=10)
         ax.set_xlabel(name)
         ax.set_ylabel("rating (jittered)")
