@@ -120,6 +120,11 @@ class CacheConfig(Section):
         title="Cache directory",
         description="Parquet/.npy/JSON store shared by runs (never pickle). Default: ~/.cache/movie-ratings.",
     )
+    refresh: bool = Field(
+        False,
+        title="Refresh",
+        description="Recompute every task and every embedding instead of reusing cached results.",
+    )
 
 
 class RunConfig(Section):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
@@ -23,7 +23,7 @@ from tasks.load import data_fingerprint, load_task
 from tasks.merge import merge_task
 from tasks.outputs import metrics_document, metrics_json, top_coefficients_csv, write_run_outputs
 from tasks.plots import plots_task
-from tasks.store import get_bytes
+from tasks.store import broken_refs, get_bytes
 from tasks.train import train_task
 
 TEXT_FIELDS = ("title", "overview")
@@ -96,30 +96,44 @@ def movie_ratings(
     config = RunConfig(data=data, embedding=embedding, split=split, model=model, plot=plot, cache=cache)
     cache_dir = str(Path(cache.dir).expanduser())
     options = {
+        # Result records (metadata + JSON value in one file) keyed by cache key. No separate
+        # key_storage: then Prefect's exists() reads only the metadata, and a damaged value file
+        # crashes the read instead of counting as a cache miss.
         "result_storage": Path(cache_dir) / "prefect-results",
-        "cache_policy": INPUT_HASHES.configure(key_storage=Path(cache_dir) / "prefect-keys"),
+        "cache_policy": INPUT_HASHES,
+        "refresh_cache": cache.refresh,
     }
+    logger = get_run_logger()
     seconds: dict[str, float] = {}
-
     cached: list[str] = []
 
     def step(name: str, task, *args):
         started = time.perf_counter()
         state = task.with_options(**options)(*args, return_state=True)
-        seconds[name] = round(time.perf_counter() - started, 3)
+        result = state.result()  # raises the task's exception (e.g. InputError) when it failed
         if state.name == "Cached":
-            cached.append(name)
-        return state.result()  # raises the task's exception (e.g. InputError) when it failed
+            broken = broken_refs(result)
+            if broken:  # the store lost or damaged a file the cached result points to: recompute
+                logger.warning("%s: cached result unusable (%s); recomputing", name, "; ".join(broken[:3]))
+                state = task.with_options(**{**options, "refresh_cache": True})(*args, return_state=True)
+                result = state.result()
+            else:
+                cached.append(name)
+        seconds[name] = round(time.perf_counter() - started, 3)
+        return result
 
     if data.dir:
         data_dir = data.dir
     else:
         demo = data.demo
-        data_dir = step("demo_data", demo_data_task, demo.users, demo.movies, demo.ratings, demo.seed, cache_dir)
+        data_dir = step("demo_data", demo_data_task, demo.users, demo.movies, demo.ratings, demo.seed, cache_dir)["path"]
     loaded = step("load", load_task, data_dir, data_fingerprint(data_dir), data.movies_limit, data.unknown_ids, cache_dir)
     source = model_source_task(embedding.model, embedding.normalize)
     embedded = {
-        field: step(f"embed_{field}", embed_task, loaded["movies"], field, source, embedding, data.missing_overview, cache_dir)
+        field: step(
+            f"embed_{field}", embed_task, loaded["movies"], field, source, embedding, data.missing_overview, cache_dir,
+            cache.refresh,
+        )  # fmt: skip
         for field in TEXT_FIELDS
     }
     merged = step("merge", merge_task, loaded, embedded, cache_dir)
@@ -135,6 +149,7 @@ def movie_ratings(
         loaded, merged, features, trained, embedding_stats, config.model_dump(mode="json"), seconds
     )
     document["cached_tasks"] = cached
+    logger.info("cached tasks: %s", ", ".join(cached) if cached else "none")
     out_dir = write_run_outputs(
         out_dir,
         {

@@ -21,7 +21,7 @@ from prefect import task
 
 from tasks.caching import CODE_VERSION, TASK_OPTIONS, run_logger
 from tasks.load import OCCUPATIONS
-from tasks.store import atomic_write_bytes, sha256_text
+from tasks.store import StoredRef, atomic_write_bytes, dir_digest, sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +232,9 @@ def write_demo_data(
 
 
 @task(name="demo-data", **TASK_OPTIONS)
-def demo_data_task(users: int, movies: int, ratings: int, seed: int, cache_dir: str) -> str:
-    """Generate the demo data set once per (size, seed, code) into the cache; returns its folder."""
+def demo_data_task(users: int, movies: int, ratings: int, seed: int, cache_dir: str) -> dict:
+    """Generate the demo data set once per (size, seed, code) into the cache; returns a reference to
+    its folder (kind 'dir', so a cached result whose folder was removed is detected and regenerated)."""
     key = sha256_text(str(users), str(movies), str(ratings), str(seed), CODE_VERSION)[:16]
     out = Path(cache_dir).expanduser() / "demo-data" / key
     if not out.exists():
@@ -246,4 +247,4 @@ def demo_data_task(users: int, movies: int, ratings: int, seed: int, cache_dir: 
             os.rename(staging, out)  # the folder appears complete or not at all
         except OSError:  # a concurrent run got there first: same content
             shutil.rmtree(staging, ignore_errors=True)
-    return str(out)
+    return StoredRef(path=str(out), sha256=dir_digest(out), kind="dir").model_dump()

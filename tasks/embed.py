@@ -234,14 +234,16 @@ def embed_texts(
     label: str = "texts",
     logger: logging.Logger | logging.LoggerAdapter = log,
     progress: Callable[[int, int], None] | None = None,
+    reuse: bool = True,
 ) -> EmbeddingResult:
-    """Embed texts (None = no text), reusing cached vectors and writing each new chunk to the store."""
+    """Embed texts (None = no text), reusing cached vectors (unless ``reuse`` is false) and writing
+    each new chunk to the store."""
     keys = [text_key(identity, t) if t is not None else None for t in texts]
     unique: dict[str, str] = {}
     for key, text in zip(keys, texts):
         if key is not None:
             unique.setdefault(key, text)
-    cached = store.load(set(unique), logger)
+    cached = store.load(set(unique), logger) if reuse else {}
     todo = sorted((k for k in unique if k not in cached), key=lambda k: (len(unique[k]), k))
     n_todo = len(todo)
     logger.info(
@@ -301,8 +303,11 @@ def model_source_task(model: str, normalize: bool) -> dict:
 
 
 @task(name="embed", **TASK_OPTIONS)
-def embed_task(movies: dict, field: str, model: dict, embedding: BaseModel, missing: str, cache_dir: str) -> dict:
-    """Embed one text column of the movies table; vectors aligned to the table's rows."""
+def embed_task(
+    movies: dict, field: str, model: dict, embedding: BaseModel, missing: str, cache_dir: str, refresh: bool = False
+) -> dict:
+    """Embed one text column of the movies table; vectors aligned to the table's rows.
+    ``refresh`` re-embeds every text instead of reading the per-text cache."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     logger = run_logger(log)
@@ -319,7 +324,7 @@ def embed_task(movies: dict, field: str, model: dict, embedding: BaseModel, miss
 
     result = embed_texts(
         texts, encode, EmbeddingStore(cache_dir, source.identity), source.identity,
-        chunk_size=embedding.chunk_size, label=f"{field}s", logger=logger, progress=progress,
+        chunk_size=embedding.chunk_size, label=f"{field}s", logger=logger, progress=progress, reuse=not refresh,
     )  # fmt: skip
     update_progress_artifact(artifact_id, progress=100.0)
     store = Store(cache_dir)

@@ -28,7 +28,7 @@ class StoredRef(BaseModel):
 
     path: str
     sha256: str
-    kind: str  # "table" | "array" | "json"
+    kind: str  # "table" | "array" | "json" | "bytes" | "dir" (a folder: sha256 = dir_digest)
     rows: int | None = None
     columns: list[str] | None = None
 
@@ -46,6 +46,14 @@ def sha256_text(*parts: str) -> str:
     for part in parts:
         digest.update(part.encode("utf-8"))
         digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def dir_digest(path: str | os.PathLike) -> str:
+    """sha256 over the names and contents of the files directly in a folder."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).iterdir() if p.is_file()):
+        digest.update(f"{file.name}\x00{sha256_file(file)}\x00".encode())
     return digest.hexdigest()
 
 
@@ -79,8 +87,8 @@ class Store:
     def _put(self, data: bytes, ext: str, kind: str, **meta: Any) -> StoredRef:
         sha = hashlib.sha256(data).hexdigest()
         path = self.root / "objects" / sha[:2] / f"{sha}.{ext}"
-        if not (path.exists() and path.stat().st_size == len(data)):
-            atomic_write_bytes(path, data)
+        # Always (re)write: an existing file of that name may be the corrupted copy being repaired.
+        atomic_write_bytes(path, data)
         return StoredRef(path=str(path), sha256=sha, kind=kind, **meta)
 
     def put_table(self, frame: pd.DataFrame) -> StoredRef:
@@ -116,6 +124,30 @@ def get_bytes(ref: Ref, verify: bool = True) -> bytes:
     if verify and hashlib.sha256(data).hexdigest() != ref.sha256:
         raise OSError(f"{ref.path}: content does not match its sha256 (corrupted cache file)")
     return data
+
+
+def _is_ref(obj: Any) -> bool:
+    return isinstance(obj, dict) and {"path", "sha256", "kind"} <= obj.keys()
+
+
+def broken_refs(result: Any) -> list[str]:
+    """Stored objects referenced anywhere in a (nested) task result that are missing or whose bytes
+    no longer match their sha256; empty when all are intact."""
+    if isinstance(result, StoredRef):
+        result = result.model_dump()
+    if _is_ref(result):
+        path = Path(result["path"])
+        is_dir = result["kind"] == "dir"
+        if not (path.is_dir() if is_dir else path.is_file()):
+            return [f"{path} is missing"]
+        if (dir_digest(path) if is_dir else sha256_file(path)) != result["sha256"]:
+            return [f"{path} does not match its sha256"]
+        return []
+    if isinstance(result, dict):
+        return [p for v in result.values() for p in broken_refs(v)]
+    if isinstance(result, list):
+        return [p for v in result for p in broken_refs(v)]
+    return []
 
 
 def get_table(ref: Ref, verify: bool = True) -> pd.DataFrame:

@@ -6,22 +6,13 @@ import json
 
 import pytest
 
-from configs.schema import load_config
-from flows.rating_flow import movie_ratings
 from tasks.errors import InputError
+from tests.flowrun import run_flow
 
 EXPECTED_METRICS = {
     "n_ratings", "n_rows", "n_features", "train_r2", "test_r2", "train_rmse", "test_rmse", "test_mae",
     "baseline_test_rmse", "top_features", "config", "seconds", "embedding",
 }  # fmt: skip
-
-
-def run(tmp_path, data_dir, out_name="out", extra=(), return_state=False):
-    cfg = load_config(overrides=[f"data.dir={data_dir}", f"cache.dir={tmp_path / 'cache'}", *extra])
-    return movie_ratings(
-        data=cfg.data, embedding=cfg.embedding, split=cfg.split, model=cfg.model, plot=cfg.plot, cache=cfg.cache,
-        out=str(tmp_path / out_name), return_state=return_state,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +25,7 @@ def medium_csv(tmp_path_factory):
 
 
 def test_end_to_end_outputs_and_metrics(prefect_server, tmp_path, medium_csv):
-    doc = run(tmp_path, medium_csv)
+    doc = run_flow(tmp_path, medium_csv)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["coefficients.png", "metrics.json", "scatter.png", "top_coefficients.csv"]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -54,20 +45,20 @@ def test_end_to_end_outputs_and_metrics(prefect_server, tmp_path, medium_csv):
 
 
 def test_rerun_is_cached_and_alpha_change_reruns_train_only(prefect_server, tmp_path, medium_csv):
-    first = run(tmp_path, medium_csv, "a")
+    first = run_flow(tmp_path, medium_csv, "a")
     assert first["embedding"]["texts_embedded"] > 0
-    again = run(tmp_path, medium_csv, "b")
+    again = run_flow(tmp_path, medium_csv, "b")
     assert set(again["cached_tasks"]) == {"load", "embed_title", "embed_overview", "merge", "features", "train", "plots"}
     assert again["embedding"]["texts_embedded"] == 0
     assert again["test_rmse"] == first["test_rmse"]
-    changed = run(tmp_path, medium_csv, "c", extra=["model.alpha=50"])
+    changed = run_flow(tmp_path, medium_csv, "c", extra=["model.alpha=50"])
     assert set(changed["cached_tasks"]) == {"load", "embed_title", "embed_overview", "merge", "features"}
     assert changed["test_rmse"] != first["test_rmse"]
 
 
 def test_both_layouts_give_the_same_model(prefect_server, tmp_path, small_csv, small_dat):
-    a = run(tmp_path, small_csv, "csv")
-    b = run(tmp_path, small_dat, "dat")
+    a = run_flow(tmp_path, small_csv, "csv")
+    b = run_flow(tmp_path, small_dat, "dat")
     assert (a["n_rows"], a["n_features"]) == (b["n_rows"], b["n_features"])
     assert a["top_features"] == b["top_features"]
     assert (a["layout"], b["layout"]) == ("csv", "ml-1m")
@@ -79,7 +70,7 @@ def test_bad_data_fails_the_run_with_the_message_and_writes_nothing(prefect_serv
     (bad / "ratings.csv").write_text("user_id,movie_id,rating\n1,10,9\n")
     (bad / "users.csv").write_text("user_id,gender,age,occupation\n1,F,25,lawyer\n")
     (bad / "movies.csv").write_text("movie_id,title,overview\n10,Heat,A heist.\n")
-    state = run(tmp_path, bad, return_state=True)
+    state = run_flow(tmp_path, bad, return_state=True)
     assert state.is_failed()
     assert "ratings.csv: column 'rating': 1 of 1 values outside 1-5" in state.message
     with pytest.raises(InputError):
@@ -91,7 +82,7 @@ def test_artifacts_are_published(prefect_server, tmp_path, small_csv):
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    state = run(tmp_path, small_csv, return_state=True)
+    state = run_flow(tmp_path, small_csv, return_state=True)
     run_id = state.state_details.flow_run_id
 
     async def artifacts():
