@@ -14,7 +14,7 @@ export PREFECT_HOME ?= $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install run test demo-data clean
+.PHONY: help install run test demo-data bench bench-cache clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ run: $(STAMP) ## Run the flow on the demo profile (extra CLI options: make run A
 test: $(STAMP) ## Run the test suite
 	@mkdir -p "$$PREFECT_HOME"
 	$(PY) -m pytest $(ARGS)
+
+bench-cache: $(STAMP) ## Cache benchmark: cold / warm / alpha change / one edited overview (prints a table)
+	@mkdir -p "$$PREFECT_HOME"
+	$(PY) benchmarks/cache.py $(ARGS)
+
+bench: bench-cache ## All benchmarks
 
 demo-data: $(STAMP) ## Write the demo data set to data/demo (csv layout)
 	$(VENV)/bin/movie-ratings demo-data data/demo $(ARGS)
