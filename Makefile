@@ -8,13 +8,16 @@ STAMP := $(VENV)/.installed
 # torch first, pinned: the CPU wheel on this machine; on a CUDA machine PyPI's build of the same version.
 TORCH ?= torch==2.13.0
 ARGS ?=
+# The Prefect server of `make server`; deploy/worker/serve talk to it.
+PORT ?= 4200
+API_URL ?= http://127.0.0.1:$(PORT)/api
 
 # Prefect state (ephemeral server database, settings) stays inside the project folder.
 export PREFECT_HOME ?= $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install run test demo-data bench bench-cache clean
+.PHONY: help install run test demo-data bench bench-cache server deploy worker serve screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +38,20 @@ run: $(STAMP) ## Run the flow on the demo profile (extra CLI options: make run A
 test: $(STAMP) ## Run the test suite
 	@mkdir -p "$$PREFECT_HOME"
 	$(PY) -m pytest $(ARGS)
+
+server: $(STAMP) ## Start a Prefect server + UI on http://127.0.0.1:$(PORT) (state in .state/prefect)
+	@mkdir -p "$$PREFECT_HOME"
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PORT)
+
+deploy: $(STAMP) ## Create the 'movie-ratings' process work pool and the deployments of prefect.yaml on that server
+	PREFECT_API_URL=$(API_URL) $(VENV)/bin/prefect work-pool create movie-ratings --type process --overwrite
+	PREFECT_API_URL=$(API_URL) PWD=$(CURDIR) $(VENV)/bin/prefect --no-prompt deploy --all
+
+worker: $(STAMP) ## Start a worker for the 'movie-ratings' pool (runs scheduled and UI-triggered runs)
+	PREFECT_API_URL=$(API_URL) $(VENV)/bin/prefect worker start --pool movie-ratings --type process
+
+serve: $(STAMP) ## One process instead of deploy + worker: serve the deployments of prefect.yaml
+	PREFECT_API_URL=$(API_URL) $(VENV)/bin/movie-ratings serve
 
 bench-cache: $(STAMP) ## Cache benchmark: cold / warm / alpha change / one edited overview (prints a table)
 	@mkdir -p "$$PREFECT_HOME"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from configs.schema import CacheConfig, DataConfig, EmbeddingConfig, ModelConfig, PlotConfig, RunConfig, SplitConfig
@@ -23,6 +23,7 @@ from tasks.load import data_fingerprint, load_task
 from tasks.merge import merge_task
 from tasks.outputs import metrics_document, metrics_json, top_coefficients_csv, write_run_outputs
 from tasks.plots import plots_task
+from tasks.report import report_markdown
 from tasks.store import broken_refs, get_bytes
 from tasks.train import train_task
 
@@ -52,8 +53,9 @@ def embedding_summary(embedded: dict[str, dict], cached_fields: list[str] | tupl
     }
 
 
-def publish_artifacts(document: dict, out_dir: Path) -> None:
-    """Tables on the run's Artifacts tab, under stable keys so the UI keeps their history."""
+def publish_artifacts(document: dict, out_dir: Path, scatter: bytes, coefficients: bytes) -> None:
+    """The run's artifacts, under stable keys so the UI's Artifacts page keeps their history: metrics
+    and top-coefficient tables, a markdown report with both figures, a link to the output folder."""
     rows = []
     for name in ("r2", "rmse", "mae"):
         for side in ("train", "test"):
@@ -76,6 +78,17 @@ def publish_artifacts(document: dict, out_dir: Path) -> None:
         key="movie-ratings-top-coefficients",
         table=[{"rank": i + 1, **t} for i, t in enumerate(document["top_features"])],
         description="Ridge coefficients ranked by |coef|",
+    )
+    create_markdown_artifact(
+        key="movie-ratings-report",
+        markdown=report_markdown(document, scatter, coefficients, str(out_dir)),
+        description="Metrics, the top features against the rating, and the top coefficients",
+    )
+    create_link_artifact(
+        key="movie-ratings-outputs",
+        link=out_dir.as_uri(),
+        link_text=str(out_dir),
+        description="The run's output folder (metrics.json, top_coefficients.csv, scatter.png, coefficients.png)",
     )
 
 
@@ -152,15 +165,16 @@ def movie_ratings(
     )
     document["cached_tasks"] = cached
     logger.info("cached tasks: %s", ", ".join(cached) if cached else "none")
+    scatter, coefficients = get_bytes(plots["scatter"]), get_bytes(plots["coefficients"])
     out_dir = write_run_outputs(
         out_dir,
         {
             "metrics.json": metrics_json(document),
             "top_coefficients.csv": top_coefficients_csv(trained["top"]),
-            "scatter.png": get_bytes(plots["scatter"]),
-            "coefficients.png": get_bytes(plots["coefficients"]),
+            "scatter.png": scatter,
+            "coefficients.png": coefficients,
         },
     )
-    publish_artifacts(document, out_dir)
+    publish_artifacts(document, out_dir, scatter, coefficients)
     document["out_dir"] = str(out_dir)
     return document

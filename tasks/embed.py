@@ -317,7 +317,9 @@ def embed_task(
         logger.info("%s: %d of %d movies have no %s (policy %r)", field, n_missing, len(texts), field, missing)
     source = ModelSource(**model)
     encode = sentence_encoder(source, embedding.device, embedding.batch_size, embedding.normalize)
-    artifact_id = create_progress_artifact(progress=0.0, description=f"Embedding {field}s")
+    artifact_id = create_progress_artifact(
+        progress=0.0, key=f"movie-ratings-embedding-{field}", description=f"Embedding {field}s ({len(texts)} movies)"
+    )
 
     def progress(done: int, total: int) -> None:
         update_progress_artifact(artifact_id, progress=100.0 * done / total)

@@ -1,0 +1,58 @@
+"""The run report: a markdown page with the metrics, the top coefficients and both figures embedded
+as data URIs (they render in the Prefect UI offline; ``file://`` links do not)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from PIL import Image
+
+
+def compact_png(png: bytes, max_width: int = 900, colors: int = 64) -> bytes:
+    """A smaller PNG for embedding: at most ``max_width`` pixels wide, palette of ``colors``."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    if image.width > max_width:
+        image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
+    buf = io.BytesIO()
+    image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def report_markdown(document: dict, scatter_png: bytes, coefficients_png: bytes, out_dir: str) -> str:
+    """Markdown for the report artifact."""
+    rows = ["| metric | train | test | global-mean baseline (test) |", "| --- | ---: | ---: | ---: |"]
+    for name in ("r2", "rmse", "mae"):
+        rows.append(
+            f"| {name.upper()} | {document[f'train_{name}']:.4f} | {document[f'test_{name}']:.4f} "
+            f"| {document[f'baseline_test_{name}']:.4f} |"
+        )
+    top = ["| rank | feature | coef |", "| ---: | --- | ---: |"]
+    top += [f"| {i + 1} | `{t['name']}` | {t['coef']:+.4f} |" for i, t in enumerate(document["top_features"])]
+    emb = document["embedding"]
+    cfg = document["config"]
+    return "\n".join(
+        [
+            "# movie-ratings run report",
+            "",
+            f"{document['n_rows']:,} rows (of {document['n_ratings']:,} ratings loaded), {document['n_features']} features; "
+            f"Ridge alpha = {cfg['model']['alpha']}, model `{cfg['embedding']['model']}`, split seed {cfg['split']['seed']}.",
+            f"Embedding: {emb['texts_embedded']:,} texts embedded in this run, {emb['cache_hits']:,} from the cache.",
+            f"Outputs: `{out_dir}`",
+            "",
+            "## Metrics",
+            *rows,
+            "",
+            "## Top features against the rating",
+            f"![scatter]({data_uri(compact_png(scatter_png))})",
+            "",
+            "## Top coefficients",
+            f"![coefficients]({data_uri(compact_png(coefficients_png, max_width=700))})",
+            "",
+            *top,
+        ]
+    )

@@ -1,0 +1,242 @@
+"""The UI loop against a real Prefect server: pool + deployments from prefect.yaml, a worker, a run
+with a parameter override, artifacts, logs, the schedule, a failing run's message, and `serve`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SMALL_DEMO = '{"demo": {"users": 80, "movies": 50, "ratings": 2500, "seed": 1}}'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(args, env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path):
+    """`prefect server start` on a free 127.0.0.1 port with PREFECT_HOME=home; yields the env to use."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PWD": str(REPO),  # prefect.yaml's pull step runs flows in this checkout
+    }
+    proc = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, home / "server.log")
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    pytest.fail("prefect server did not start:\n" + (home / "server.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield {"env": env, "home": home, "api": env["PREFECT_API_URL"]}
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with prefect_server(tmp_path_factory.mktemp("prefect_home")) as running:
+        yield running
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A second, empty server: `serve` must not share deployments with the worker's."""
+    home = tmp_path / "prefect_home"
+    home.mkdir()
+    with prefect_server(home) as running:
+        yield running
+
+
+def prefect(server: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(BIN / "prefect"), *args], env=server["env"], cwd=REPO, capture_output=True, text=True, timeout=180
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def flow_run_id(output: str) -> str:
+    return next(line.split("UUID:")[1].strip() for line in output.splitlines() if "UUID:" in line)
+
+
+def client_call(server: dict, code: str) -> object:
+    """Run `code` (an async body using `client`, ending in `return ...`) in a fresh process pointed at
+    the server, so this test process's own Prefect settings stay untouched; returns its JSON result."""
+    script = (
+        "import asyncio, json\nfrom prefect import get_client\nfrom prefect.client.schemas.filters import *\n"
+        "async def main():\n    async with get_client() as client:\n"
+        + "\n".join("        " + line for line in code.strip().splitlines())
+        + "\nprint(json.dumps(asyncio.run(main()), default=str))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env=server["env"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def wait_final(server: dict, run_id: str, timeout: float = 300) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        run = client_call(
+            server,
+            f"""
+r = await client.read_flow_run("{run_id}")
+return {{"type": r.state.type.value, "name": r.state.name, "message": r.state.message, "parameters": r.parameters}}
+""",
+        )
+        if run["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return run
+        time.sleep(2)
+    pytest.fail(f"flow run {run_id} did not finish in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def deployed(server):
+    prefect(server, "work-pool", "create", "movie-ratings", "--type", "process", "--overwrite")
+    prefect(server, "--no-prompt", "deploy", "--all")
+    worker = start(
+        [str(BIN / "prefect"), "worker", "start", "--pool", "movie-ratings", "--type", "process"],
+        server["env"], server["home"] / "worker.log",
+    )  # fmt: skip
+    yield server
+    stop(worker)
+
+
+def test_deployment_run_with_override_completes_with_artifacts_and_logs(deployed, tmp_path):
+    out = tmp_path / "out"
+    started = prefect(
+        deployed, "deployment", "run", "movie-ratings/demo",
+        "-p", 'model={"alpha": 3.25}', "-p", f"data={SMALL_DEMO}",
+        "-p", json.dumps({"dir": str(tmp_path / "cache")}).join(["cache=", ""]), "-p", f"out={out}",
+    )  # fmt: skip
+    run_id = flow_run_id(started.stdout)
+    run = wait_final(deployed, run_id)
+    assert run["type"] == "COMPLETED", run
+    assert run["parameters"]["model"] == {"alpha": 3.25}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["model"]["alpha"] == 3.25  # the override reached the flow
+    assert metrics["config"]["data"]["demo"]["ratings"] == 2500
+
+    artifacts = client_call(
+        deployed,
+        f"""
+arts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=["{run_id}"])))
+return [{{"key": a.key, "type": a.type, "data": a.data}} for a in arts]
+""",
+    )
+    by_key = {a["key"]: a for a in artifacts}
+    assert {"movie-ratings-metrics", "movie-ratings-top-coefficients", "movie-ratings-report", "movie-ratings-outputs",
+            "movie-ratings-embedding-title", "movie-ratings-embedding-overview"} <= set(by_key)  # fmt: skip
+    table = json.loads(by_key["movie-ratings-metrics"]["data"])
+    test_rmse = next(row for row in table if row["metric"] == "test_rmse")
+    assert test_rmse["ridge"] == round(metrics["test_rmse"], 4)
+    assert test_rmse["global_mean_baseline"] == round(metrics["baseline_test_rmse"], 4)
+    top = json.loads(by_key["movie-ratings-top-coefficients"]["data"])
+    assert [row["name"] for row in top] == [t["name"] for t in metrics["top_features"]] and len(top) == 20
+    report = by_key["movie-ratings-report"]["data"]
+    assert report.count("](data:image/png;base64,") == 2 and "alpha = 3.25" in report
+    assert out.resolve().as_uri() in by_key["movie-ratings-outputs"]["data"]
+    assert float(by_key["movie-ratings-embedding-overview"]["data"]) == 100.0
+
+    logs = client_call(
+        deployed,
+        f"""
+logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=["{run_id}"])))
+return [l.message for l in logs]
+""",
+    )
+    text = "\n".join(logs)
+    for piece in ("loaded csv layout", "rows out; dropped", "to embed in chunks", "texts/s", "Ridge(alpha=3.25)",
+                  "test RMSE", "cached tasks:"):  # fmt: skip
+        assert piece in text, piece
+
+
+def test_schedule_is_registered(deployed):
+    schedules = client_call(
+        deployed,
+        """
+demo = await client.read_deployment_by_name("movie-ratings/demo")
+ml = await client.read_deployment_by_name("movie-ratings/ml-1m")
+return {"demo": [(s.schedule.cron, s.active) for s in demo.schedules], "ml": len(ml.schedules), "pool": demo.work_pool_name}
+""",
+    )
+    assert schedules == {"demo": [["0 6 * * *", True]], "ml": 0, "pool": "movie-ratings"}
+
+
+def test_bad_data_dir_fails_with_the_message(deployed, tmp_path):
+    started = prefect(
+        deployed, "deployment", "run", "movie-ratings/ml-1m",
+        "-p", json.dumps({"dir": str(tmp_path / "cache")}).join(["cache=", ""]),
+    )  # fmt: skip
+    run = wait_final(deployed, flow_run_id(started.stdout))
+    assert run["type"] == "FAILED"
+    assert "InputError: data dir /path/to/ml-1m: does not exist or is not a directory" in run["message"]
+
+
+def test_bad_parameter_is_refused_with_a_clear_message(deployed):
+    proc = prefect(deployed, "deployment", "run", "movie-ratings/demo", "-p", 'model={"alpha": -1}', check=False)
+    assert proc.returncode != 0
+    assert "model.alpha" in proc.stdout + proc.stderr and "minimum of 0" in " ".join((proc.stdout + proc.stderr).split())
+
+
+def test_serve_registers_the_same_schedule_and_runs(own_server, tmp_path):
+    server = own_server
+    serving = start([str(BIN / "movie-ratings"), "serve", "demo"], server["env"], tmp_path / "serve.log")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and "Your deployments are being served" not in (tmp_path / "serve.log").read_text():
+            assert serving.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(1)
+        info = client_call(
+            server,
+            """
+d = await client.read_deployment_by_name("movie-ratings/demo")
+return {"cron": [s.schedule.cron for s in d.schedules], "params": d.parameters, "pool": d.work_pool_name}
+""",
+        )
+        assert info == {"cron": ["0 6 * * *"], "params": {}, "pool": None}  # served by the process, no pool
+        out = tmp_path / "out"
+        started = prefect(
+            server, "deployment", "run", "movie-ratings/demo", "-p", f"data={SMALL_DEMO}",
+            "-p", json.dumps({"dir": str(tmp_path / "cache")}).join(["cache=", ""]), "-p", f"out={out}",
+        )  # fmt: skip
+        run = wait_final(server, flow_run_id(started.stdout))
+        assert run["type"] == "COMPLETED", run
+        assert (out / "metrics.json").exists()
+    finally:
+        stop(serving)
