@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -95,6 +95,22 @@ class ModelConfig(Section):
     """The Ridge regression."""
 
     alpha: float = Field(5.0, ge=0.0, title="Alpha", description="L2 penalty of the Ridge (intercept unpenalized).")
+    alphas: list[Annotated[float, Field(ge=0.0)]] | None = Field(
+        None,
+        min_length=1,
+        title="Alphas to try",
+        description="If set, every alpha is solved (one eigendecomposition) and the one with the lowest "
+        "validation RMSE is used instead of 'alpha'; the curve goes to metrics.json and alpha_curve.png.",
+    )
+    validation_size: float = Field(
+        0.1, gt=0.0, lt=0.5, title="Validation fraction", description="Part of the training rows that scores the alphas."
+    )
+    solver: Literal["auto", "dense", "factorized"] = Field(
+        "auto",
+        title="Solver",
+        description="'factorized': normal equations from per-user/per-movie aggregates (no rating x feature "
+        "matrix); 'dense': scikit-learn on the materialized matrix (the reference); 'auto': dense only when small.",
+    )
     top_k: int = Field(20, ge=1, le=10_000, title="Top coefficients", description="How many |coef| to report.")
 
 

@@ -166,15 +166,15 @@ def movie_ratings(
     document["cached_tasks"] = cached
     logger.info("cached tasks: %s", ", ".join(cached) if cached else "none")
     scatter, coefficients = get_bytes(plots["scatter"]), get_bytes(plots["coefficients"])
-    out_dir = write_run_outputs(
-        out_dir,
-        {
-            "metrics.json": metrics_json(document),
-            "top_coefficients.csv": top_coefficients_csv(trained["top"]),
-            "scatter.png": scatter,
-            "coefficients.png": coefficients,
-        },
-    )
+    files = {
+        "metrics.json": metrics_json(document),
+        "top_coefficients.csv": top_coefficients_csv(trained["top"]),
+        "scatter.png": scatter,
+        "coefficients.png": coefficients,
+    }
+    if "alpha_curve" in plots:
+        files["alpha_curve.png"] = get_bytes(plots["alpha_curve"])
+    out_dir = write_run_outputs(out_dir, files)
     publish_artifacts(document, out_dir, scatter, coefficients)
     document["out_dir"] = str(out_dir)
     return document

@@ -80,6 +80,23 @@ def coefficients_png(top: list[dict]) -> bytes:
     return _png(fig)
 
 
+def alpha_curve_png(curve: list[dict], chosen: float) -> bytes:
+    """Validation RMSE against alpha (log scale), the chosen alpha marked."""
+    alphas = np.array([p["alpha"] for p in curve])
+    rmse = np.array([p["validation_rmse"] for p in curve])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    positive = alphas > 0
+    ax.plot(alphas[positive], rmse[positive], marker="o")
+    ax.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen alpha = {chosen:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("validation RMSE")
+    ax.set_title("Ridge penalty: validation RMSE")
+    ax.legend()
+    fig.tight_layout()
+    return _png(fig)
+
+
 @task(name="plots", **TASK_OPTIONS)
 def plots_task(features: dict, rows: dict, trained: dict, plot: BaseModel, cache_dir: str) -> dict:
     """Scatter of the top features (by |coef|) and the coefficient bars, as PNGs in the store."""
@@ -94,8 +111,13 @@ def plots_task(features: dict, rows: dict, trained: dict, plot: BaseModel, cache
         ", ".join(f"{k}={v:.3f}" for k, v in correlations.items()),
     )
     store = Store(cache_dir)
-    return {
+    figures = {
         "scatter": store.put_bytes(scatter, "png").model_dump(),
         "coefficients": store.put_bytes(coefficients_png(trained["top"]), "png").model_dump(),
         "correlations": correlations,
     }
+    curve = trained["metrics"].get("alpha_curve")
+    if curve:
+        png = alpha_curve_png(curve, trained["metrics"]["alpha"])
+        figures["alpha_curve"] = store.put_bytes(png, "png").model_dump()
+    return figures

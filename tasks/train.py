@@ -1,28 +1,17 @@
-"""Split, Ridge regression on the user and movie blocks, metrics and ranked coefficients.
-
-The Ridge is solved from the normal equations assembled per block, never from the rating x feature
-matrix. With training rows r = (u, m), C the sparse users x movies count matrix and n_u, n_m its row
-and column sums::
-
-    XᵀX = [[Uᵀ diag(n_u) U, Uᵀ C M], [Mᵀ Cᵀ U, Mᵀ diag(n_m) M]]     Xᵀy = [Uᵀ s_u, Mᵀ s_m]
-
-and, as ``sklearn.linear_model.Ridge(fit_intercept=True)`` does, the intercept is left unpenalized by
-centring: ``Gc = XᵀX − n μμᵀ``, ``bc = Xᵀy − n μ ȳ``, ``w = (Gc + αI)⁻¹ bc``, ``b = ȳ − μ·w``.
-"""
+"""Split, fit the Ridge (``tasks/ridge.py``), evaluate against the global-mean baseline, rank the
+coefficients; optionally pick alpha from a list on a validation part of the training rows."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
-import scipy.sparse as sp
 from prefect import task
 from pydantic import BaseModel
 
 from tasks.caching import TASK_OPTIONS, run_logger
+from tasks.ridge import RidgeFit, centred_system, dense_ridge_fit, ridge_fit, row_stats, solve_path
 from tasks.store import Store, get_array, get_json, get_table
 
 log = logging.getLogger(__name__)
@@ -35,57 +24,6 @@ def split_rows(n_rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np
     order = np.random.default_rng(seed).permutation(n_rows)
     n_test = min(max(int(round(n_rows * test_size)), 1), n_rows - 1)
     return np.sort(order[n_test:]), np.sort(order[:n_test])
-
-
-@dataclass
-class RidgeFit:
-    coef: np.ndarray  # (d_u + d_m,)
-    intercept: float
-
-    def predict(self, U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray) -> np.ndarray:
-        d_u = U.shape[1]
-        per_user = U @ self.coef[:d_u]
-        per_movie = M @ self.coef[d_u:]
-        return per_user[user_idx] + per_movie[movie_idx] + self.intercept
-
-
-def normal_equations(
-    U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
-    """XᵀX, Xᵀy, column sums Xᵀ1, Σy and n for the rows (user_idx, movie_idx, y), by blocks."""
-    n = len(y)
-    y = np.asarray(y, dtype=np.float64)
-    counts = sp.csr_matrix(
-        (np.ones(n), (user_idx, movie_idx)), shape=(U.shape[0], M.shape[0])
-    )  # duplicates are summed
-    n_u = np.asarray(counts.sum(axis=1)).ravel()
-    n_m = np.asarray(counts.sum(axis=0)).ravel()
-    s_u = np.bincount(user_idx, weights=y, minlength=U.shape[0])
-    s_m = np.bincount(movie_idx, weights=y, minlength=M.shape[0])
-    uu = U.T @ (U * n_u[:, None])
-    mm = M.T @ (M * n_m[:, None])
-    um = U.T @ (counts @ M)
-    gram = np.block([[uu, um], [um.T, mm]])
-    xty = np.concatenate([U.T @ s_u, M.T @ s_m])
-    col_sums = np.concatenate([U.T @ n_u, M.T @ n_m])
-    return gram, xty, col_sums, float(y.sum()), n
-
-
-def ridge_fit(
-    U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray, alpha: float
-) -> RidgeFit:
-    """Ridge with an unpenalized intercept on rows [U[user_idx] | M[movie_idx]], equal to sklearn's."""
-    gram, xty, col_sums, y_sum, n = normal_equations(U, M, user_idx, movie_idx, y)
-    mu = col_sums / n
-    y_mean = y_sum / n
-    centred = gram - n * np.outer(mu, mu)
-    rhs = xty - n * mu * y_mean
-    system = centred + alpha * np.eye(len(mu))
-    try:
-        coef = scipy.linalg.solve(system, rhs, assume_a="pos")
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        coef = scipy.linalg.lstsq(system, rhs)[0]  # alpha = 0 with collinear one-hots
-    return RidgeFit(coef=coef, intercept=float(y_mean - mu @ coef))
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -107,6 +45,40 @@ def top_coefficients(coef: np.ndarray, names: list[str], k: int) -> list[dict]:
     return [{"rank": r + 1, "name": names[j], "coef": float(coef[j]), "index": int(j)} for r, j in enumerate(order)]
 
 
+def pick_solver(solver: str, n_rows: int, n_features: int) -> str:
+    """'auto': the dense reference only while the matrix is small (≤ 2M cells), factorized beyond."""
+    if solver != "auto":
+        return solver
+    return "dense" if n_rows * n_features <= 2_000_000 else "factorized"
+
+
+def fit_rows(
+    U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray, alpha: float, solver: str
+) -> RidgeFit:
+    fit = dense_ridge_fit if solver == "dense" else ridge_fit
+    return fit(U, M, user_idx, movie_idx, y, alpha)
+
+
+def alpha_curve(
+    U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray,
+    alphas: list[float], solver: str, validation_size: float, seed: int,
+) -> list[dict]:  # fmt: skip
+    """Validation RMSE of each alpha: fit on part of the rows, score on the rest (``validation_size``).
+
+    The factorized solver gets every alpha from one eigendecomposition; the dense one refits each."""
+    fit_part, val_part = split_rows(len(y), validation_size, seed)
+    args = (U, M, user_idx[fit_part], movie_idx[fit_part], y[fit_part])
+    if solver == "dense":
+        fits = [dense_ridge_fit(*args, alpha) for alpha in alphas]
+    else:
+        fits = solve_path(centred_system(U, M, row_stats(U, M.shape[0], *args[2:])), alphas)
+    curve = []
+    for fit in fits:
+        pred = fit.predict(U, M, user_idx[val_part], movie_idx[val_part])
+        curve.append({"alpha": fit.alpha, "validation_rmse": regression_metrics(y[val_part], pred)["rmse"]})
+    return curve
+
+
 def evaluate(
     U: np.ndarray,
     M: np.ndarray,
@@ -116,19 +88,31 @@ def evaluate(
     train: np.ndarray,
     test: np.ndarray,
     alpha: float,
-) -> tuple[RidgeFit, dict[str, float]]:
-    """Fit on the train rows; metrics of the model and of the global-mean baseline on both sides."""
-    fit = ridge_fit(U, M, user_idx[train], movie_idx[train], y[train], alpha)
-    pred = fit.predict(U, M, user_idx, movie_idx)
+    solver: str = "factorized",
+    alphas: list[float] | None = None,
+    validation_size: float = 0.1,
+    seed: int = 0,
+) -> tuple[RidgeFit, dict]:
+    """Fit on the train rows (alpha, or the best of ``alphas`` on a validation part of them); metrics
+    of the model and of the global-mean baseline on both sides."""
+    solver = pick_solver(solver, len(train), U.shape[1] + M.shape[1])
+    metrics: dict = {"solver": solver}
+    if alphas:
+        curve = alpha_curve(
+            U, M, user_idx[train], movie_idx[train], y[train], alphas, solver, validation_size, seed + 1
+        )
+        alpha = min(curve, key=lambda point: point["validation_rmse"])["alpha"]
+        metrics["alpha_curve"] = curve
+    fit = fit_rows(U, M, user_idx[train], movie_idx[train], y[train], alpha, solver)
+    per_user, per_movie = fit.partial_scores(U, M)
     global_mean = float(np.mean(y[train], dtype=np.float64))
-    metrics: dict[str, float] = {}
     for side, rows in (("train", train), ("test", test)):
-        for name, value in regression_metrics(y[rows], pred[rows]).items():
+        pred = per_user[user_idx[rows]] + per_movie[movie_idx[rows]] + fit.intercept
+        for name, value in regression_metrics(y[rows], pred).items():
             metrics[f"{side}_{name}"] = value
         for name, value in regression_metrics(y[rows], np.full(len(rows), global_mean)).items():
             metrics[f"baseline_{side}_{name}"] = value
-    metrics["global_mean"] = global_mean
-    metrics["intercept"] = fit.intercept
+    metrics.update(global_mean=global_mean, intercept=fit.intercept, alpha=alpha)
     return fit, metrics
 
 
@@ -145,12 +129,18 @@ def train_task(features: dict, rows: dict, split: BaseModel, model: BaseModel, c
     y = table["rating"].to_numpy(dtype=np.float64)
     train, test = split_rows(len(y), split.test_size, split.seed)
     logger.info("split: %d train, %d test rows (test_size=%s, seed=%d)", len(train), len(test), split.test_size, split.seed)
-    fit, metrics = evaluate(U, M, user_idx, movie_idx, y, train, test, model.alpha)
+    fit, metrics = evaluate(
+        U, M, user_idx, movie_idx, y, train, test, model.alpha, model.solver, model.alphas, model.validation_size,
+        split.seed,
+    )  # fmt: skip
+    for point in metrics.get("alpha_curve", []):
+        logger.info("alpha %s: validation RMSE %.4f", point["alpha"], point["validation_rmse"])
     top = top_coefficients(fit.coef, names, model.top_k)
     logger.info(
-        "Ridge(alpha=%s): train R² %.4f, test R² %.4f, test RMSE %.4f (global-mean baseline %.4f), test MAE %.4f",
-        model.alpha, metrics["train_r2"], metrics["test_r2"], metrics["test_rmse"], metrics["baseline_test_rmse"],
-        metrics["test_mae"],
+        "Ridge(alpha=%s, %s solver): train R² %.4f, test R² %.4f, test RMSE %.4f (global-mean baseline %.4f), "
+        "test MAE %.4f",
+        metrics["alpha"], metrics["solver"], metrics["train_r2"], metrics["test_r2"], metrics["test_rmse"],
+        metrics["baseline_test_rmse"], metrics["test_mae"],
     )  # fmt: skip
     return {
         "coef": Store(cache_dir).put_array(fit.coef).model_dump(),

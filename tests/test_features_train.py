@@ -9,7 +9,8 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from tasks.features import feature_column, gather_rows, user_block
-from tasks.train import evaluate, regression_metrics, ridge_fit, split_rows, top_coefficients
+from tasks.ridge import dense_ridge_fit, ridge_fit, row_stats
+from tasks.train import alpha_curve, evaluate, regression_metrics, split_rows, top_coefficients
 
 
 def test_user_block_names_come_from_the_data():
@@ -87,3 +88,66 @@ def test_feature_column_gathers_without_the_matrix():
     X = gather_rows(U, M, u, m)
     for j in (0, U.shape[1] - 1, U.shape[1], X.shape[1] - 1):
         np.testing.assert_array_equal(feature_column(U, M, j, u, m), X[:, j])
+
+
+def test_row_stats_of_partitions_add_up():
+    U, M, u, m, y = random_problem(seed=3)
+    whole = row_stats(U, M.shape[0], u, m, y)
+    a = row_stats(U, M.shape[0], u[:300], m[:300], y[:300])
+    b = row_stats(U, M.shape[0], u[300:], m[300:], y[300:])
+    total = a + b
+    assert total.n == whole.n and total.y_sum == pytest.approx(whole.y_sum)
+    np.testing.assert_allclose(total.ctu, whole.ctu)
+    np.testing.assert_allclose(total.s_m, whole.s_m)
+
+
+@pytest.mark.parametrize("solver", ["dense", "factorized"])
+def test_alpha_curve_matches_separate_sklearn_fits(solver):
+    U, M, u, m, y = random_problem(seed=4, n_rows=1000)
+    alphas = [0.1, 3.0, 50.0, 1000.0]
+    curve = alpha_curve(U, M, u, m, y, alphas, solver, validation_size=0.2, seed=9)
+    fit_part, val_part = split_rows(len(y), 0.2, 9)
+    for point, alpha in zip(curve, alphas):
+        ref = Ridge(alpha=alpha).fit(gather_rows(U, M, u[fit_part], m[fit_part]), y[fit_part])
+        pred = ref.predict(gather_rows(U, M, u[val_part], m[val_part]))
+        assert point["alpha"] == alpha
+        assert point["validation_rmse"] == pytest.approx(np.sqrt(mean_squared_error(y[val_part], pred)), rel=1e-6)
+
+
+def test_evaluate_picks_the_best_alpha_from_the_curve():
+    U, M, u, m, y = random_problem(seed=6, n_rows=1200)
+    train, test = split_rows(len(y), 0.2, 0)
+    fit, metrics = evaluate(U, M, u, m, y, train, test, alpha=5.0, alphas=[0.01, 10.0, 1e6], seed=0)
+    best = min(metrics["alpha_curve"], key=lambda p: p["validation_rmse"])
+    assert metrics["alpha"] == best["alpha"] == fit.alpha != 1e6
+    assert len(metrics["alpha_curve"]) == 3
+
+
+def test_dense_and_factorized_solvers_agree():
+    U, M, u, m, y = random_problem(seed=8)
+    a, b = ridge_fit(U, M, u, m, y, 2.0), dense_ridge_fit(U, M, u, m, y, 2.0)
+    np.testing.assert_allclose(a.coef, b.coef, rtol=1e-6, atol=1e-10)
+    assert a.intercept == pytest.approx(b.intercept, rel=1e-9)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 5.0, 50.0])
+def test_factorized_equals_sklearn_on_the_notebooks_201_movie_profile(tmp_path, hash_encoder, alpha):
+    from tasks.demo_data import write_demo_data
+    from tasks.embed import EmbeddingStore, embed_texts, prepare_texts
+    from tasks.features import movie_block
+    from tasks.load import load_dataset
+    from tasks.merge import merge_ratings
+
+    write_demo_data(tmp_path / "data", users=150, movies=260, ratings=9000, seed=2)
+    ds = load_dataset(tmp_path / "data", movies_limit=201)
+    assert len(ds.movies) == 201
+    store = EmbeddingStore(tmp_path / "cache", "m")
+    emb = {f: embed_texts(prepare_texts(ds.movies[f].tolist(), "drop")[0], hash_encoder, store, "m") for f in ("title", "overview")}
+    rows = merge_ratings(ds.ratings, ds.users, ds.movies, emb["title"].present & emb["overview"].present)
+    U, _ = user_block(ds.users)
+    M, _ = movie_block({f: e.vectors for f, e in emb.items()})
+    u, m, y = rows["user_idx"].to_numpy(), rows["movie_idx"].to_numpy(), rows["rating"].to_numpy(np.float64)
+    fit = ridge_fit(U, M, u, m, y, alpha)
+    ref = Ridge(alpha=alpha).fit(gather_rows(U, M, u, m), y)
+    np.testing.assert_allclose(fit.coef, ref.coef_, rtol=1e-6, atol=1e-9)
+    assert fit.intercept == pytest.approx(ref.intercept_, rel=1e-6)

@@ -97,3 +97,11 @@ def test_artifacts_are_published(prefect_server, tmp_path, small_csv):
     assert {a.key for a in mine} == {"movie-ratings-metrics", "movie-ratings-top-coefficients"}
     metrics = next(a for a in mine if a.key == "movie-ratings-metrics")
     assert "test_rmse" in str(metrics.data) and "global_mean_baseline" in str(metrics.data)
+
+
+def test_alphas_pick_one_and_plot_the_curve(prefect_server, tmp_path, small_csv):
+    doc = run_flow(tmp_path, small_csv, extra=["model.alphas=[0.1, 10, 1000]", "model.solver=factorized"])
+    assert [p["alpha"] for p in doc["alpha_curve"]] == [0.1, 10, 1000]
+    assert doc["alpha"] == min(doc["alpha_curve"], key=lambda p: p["validation_rmse"])["alpha"]
+    assert doc["solver"] == "factorized"
+    assert (tmp_path / "out" / "alpha_curve.png").read_bytes()[:4] == b"\x89PNG"
