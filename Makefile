@@ -41,7 +41,8 @@ test: $(STAMP) ## Run the test suite
 
 server: $(STAMP) ## Start a Prefect server + UI on http://127.0.0.1:$(PORT) (state in .state/prefect)
 	@mkdir -p "$$PREFECT_HOME"
-	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PORT)
+	PREFECT_UI_API_URL=$(API_URL) PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT=false \
+		$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PORT)
 
 deploy: $(STAMP) ## Create the 'movie-ratings' process work pool and the deployments of prefect.yaml on that server
 	PREFECT_API_URL=$(API_URL) $(VENV)/bin/prefect work-pool create movie-ratings --type process --overwrite
@@ -52,6 +53,9 @@ worker: $(STAMP) ## Start a worker for the 'movie-ratings' pool (runs scheduled 
 
 serve: $(STAMP) ## One process instead of deploy + worker: serve the deployments of prefect.yaml
 	PREFECT_API_URL=$(API_URL) $(VENV)/bin/movie-ratings serve
+
+screenshots: $(STAMP) ## Headless-Chromium screenshots of a run and its report into docs/images (needs Debian's chromium)
+	$(PY) scripts/screenshots.py
 
 bench-cache: $(STAMP) ## Cache benchmark: cold / warm / alpha change / one edited overview (prints a table)
 	@mkdir -p "$$PREFECT_HOME"
