@@ -161,13 +161,20 @@ def demo_data(
     layout: Annotated[
         str, typer.Option(help="'csv' (ratings/users/movies.csv) or 'ml-1m' (.dat files + overviews.csv).")
     ] = "csv",
+    ratings_format: Annotated[
+        str, typer.Option(help="CSV layout: 'csv', 'parquet', or 'auto' (Parquet above 2M ratings).")
+    ] = "auto",
 ) -> None:
     """Write a deterministic synthetic data set (no MovieLens data is redistributed)."""
     from tasks.demo_data import write_demo_data
 
     if layout not in ("csv", "ml-1m"):
         fail(f"--layout {layout!r}: use 'csv' or 'ml-1m'")
-    written = write_demo_data(directory, users=users, movies=movies, ratings=ratings, seed=seed, layout=layout)
+    if ratings_format not in ("auto", "csv", "parquet"):
+        fail(f"--ratings-format {ratings_format!r}: use auto, csv or parquet")
+    written = write_demo_data(
+        directory, users=users, movies=movies, ratings=ratings, seed=seed, layout=layout, ratings_format=ratings_format
+    )
     typer.echo(f"wrote {', '.join(sorted(written))} to {directory}")
 
 

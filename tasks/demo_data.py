@@ -9,6 +9,7 @@ noise keep it honest.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -73,6 +74,7 @@ GENRES: dict[str, tuple[float, list[str], list[str], list[str]]] = {
                  "defends the homestead from bandits", "leads a cattle drive through hostile land"]),
 }  # fmt: skip
 GENRE_NAMES = list(GENRES)
+PARQUET_ABOVE = 2_000_000  # ratings; above this 'auto' writes ratings.parquet
 GENRE_QUALITY = np.array([g[0] for g in GENRES.values()])
 SETTINGS = ["in a small town", "in New York", "during the war", "in the near future", "in the 1970s",
             "on a remote island", "in the countryside", "at a boarding school"]  # fmt: skip
@@ -186,6 +188,12 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode("utf-8")
 
 
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
 def _dat_bytes(frame: pd.DataFrame) -> bytes:
     rows = frame.astype(str).agg("::".join, axis=1)
     return ("\n".join(rows) + "\n").encode("latin-1")
@@ -198,16 +206,22 @@ def write_demo_data(
     ratings: int = 40_000,
     seed: int = 0,
     layout: str = "csv",
+    ratings_format: str = "auto",
 ) -> dict[str, Path]:
     """Write a generated data set in the notebook's CSV layout or MovieLens-1M's .dat layout.
 
+    In the CSV layout the ratings are ``ratings.parquet`` when ``ratings_format`` is 'parquet', or
+    'auto' and there are more than 2M of them (a 25M-row CSV is slow to write and to read).
     Each file is written atomically; returns the paths written."""
     tables = generate(users, movies, ratings, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if ratings_format not in ("auto", "csv", "parquet"):
+        raise ValueError(f"unknown ratings format {ratings_format!r}; use auto, csv or parquet")
+    parquet = ratings_format == "parquet" or (ratings_format == "auto" and ratings > PARQUET_ABOVE)
     if layout == "csv":
         files = {
-            "ratings.csv": _csv_bytes(tables["ratings"]),
+            **({"ratings.parquet": _parquet_bytes(tables["ratings"])} if parquet else {"ratings.csv": _csv_bytes(tables["ratings"])}),
             "users.csv": _csv_bytes(tables["users"]),
             "movies.csv": _csv_bytes(tables["movies"]),
         }

@@ -8,15 +8,19 @@ example rows (with their line numbers), e.g.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 from prefect import task
 
 from tasks.caching import TASK_OPTIONS, run_logger
@@ -26,6 +30,8 @@ from tasks.store import Store, sha256_file
 RATINGS_FILES = ("ratings.csv", "ratings.csv.gz", "ratings.parquet")
 ML1M_FILES = ("ratings.dat", "users.dat", "movies.dat")
 EXAMPLES = 3
+DAT_RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
+RATING_TYPES = {"user_id": pa.int64(), "movie_id": pa.int64(), "rating": pa.float32(), "timestamp": pa.int64()}
 
 # MovieLens-1M README: occupation codes 0-20.
 OCCUPATIONS = (
@@ -133,28 +139,89 @@ def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
         return pd.DataFrame({n: pd.Series(dtype=str) for n in names})
 
 
-def read_csv_layout(data_dir: Path) -> tuple[Table, Table, Table, dict[str, Path]]:
+def read_csv_layout(data_dir: Path) -> tuple[Table, Table, dict[str, Path]]:
     ratings_path = next(data_dir / n for n in RATINGS_FILES if (data_dir / n).exists())
     users_path = _require(data_dir / "users.csv", "user_id, gender, age, occupation")
     movies_path = _require(data_dir / "movies.csv", "movie_id, title, overview")
-    if ratings_path.suffix == ".parquet":
-        try:
-            frame = pd.read_parquet(ratings_path)
-        except Exception as exc:  # pyarrow raises several types for a bad file
-            raise InputError(f"{ratings_path.name}: cannot read as Parquet ({exc})") from None
-        ratings = Table(frame, ratings_path.name, 1, unit="row")
-    else:
-        ratings = Table(_read_csv(ratings_path), ratings_path.name, 2)
     users = Table(_read_csv(users_path), users_path.name, 2)
     movies = Table(_read_csv(movies_path), movies_path.name, 2)
     files = {"ratings": ratings_path, "users": users_path, "movies": movies_path}
-    return ratings, users, movies, files
+    return users, movies, files
 
 
-def read_ml1m_layout(data_dir: Path) -> tuple[Table, Table, Table, dict[str, Path]]:
+def read_ratings_table(path: Path) -> Table:
+    """The ratings file as strings (slow, exact): used to word the error when the fast path fails."""
+    if path.suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise InputError(f"{path.name}: cannot read as Parquet ({exc})") from None
+        return Table(frame, path.name, 1, unit="row")
+    if path.suffix == ".dat":
+        return Table(_read_dat(path, list(DAT_RATING_COLUMNS)), path.name, 1)
+    return Table(_read_csv(path), path.name, 2)
+
+
+def _csv_header(path: Path) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        return [c.strip() for c in fh.readline().rstrip("\r\n").split(",")]
+
+
+def _rating_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """Typed Arrow record batches of the ratings file; raises pa.ArrowInvalid on a value that does not
+    convert. Never builds Python objects per row."""
+    if path.suffix == ".parquet":
+        parquet = pq.ParquetFile(path)
+        columns = [c for c in RATING_TYPES if c in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=1 << 20, columns=columns):
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(c).cast(RATING_TYPES[c]) for c in columns], names=columns
+            )
+        return
+    if path.suffix == ".dat":
+        source = pa.BufferReader(path.read_bytes().replace(b"::", b"\x1f"))
+        read = pacsv.ReadOptions(column_names=list(DAT_RATING_COLUMNS), block_size=1 << 24)
+        parse = pacsv.ParseOptions(delimiter="\x1f", quote_char=False)
+        columns = list(DAT_RATING_COLUMNS)
+    else:
+        source = str(path)
+        read = pacsv.ReadOptions(block_size=1 << 24)
+        parse = pacsv.ParseOptions()
+        columns = [c for c in RATING_TYPES if c in _csv_header(path)]
+    convert = pacsv.ConvertOptions(
+        column_types={c: RATING_TYPES[c] for c in columns}, include_columns=columns, strings_can_be_null=False
+    )
+    yield from pacsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert)
+
+
+def read_ratings_fast(path: Path) -> pd.DataFrame | None:
+    """Ratings as numpy columns, streamed in Arrow batches; None when anything is off (missing
+    column, unparsable value, null, out of range, duplicate pair), so that the exact, slower reader
+    can name the problem."""
+    chunks: dict[str, list[np.ndarray]] = {}
+    try:
+        for batch in _rating_batches(path):
+            for name, column in zip(batch.schema.names, batch.columns):
+                if column.null_count:
+                    return None
+                chunks.setdefault(name, []).append(column.to_numpy(zero_copy_only=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, ValueError):
+        return None
+    if not {"user_id", "movie_id", "rating"} <= chunks.keys():
+        return None
+    frame = pd.DataFrame({name: np.concatenate(parts) for name, parts in chunks.items()})
+    if frame.empty or not frame["rating"].between(1, 5).all():
+        return None
+    key = frame["user_id"].to_numpy() * (int(frame["movie_id"].max()) + 1) + frame["movie_id"].to_numpy()
+    if pd.Series(key).duplicated().any():
+        return None
+    return frame[[c for c in RATING_TYPES if c in frame.columns]]
+
+
+def read_ml1m_layout(data_dir: Path) -> tuple[Table, Table, dict[str, Path]]:
     paths = {n: _require(data_dir / f"{n}.dat", "MovieLens-1M layout") for n in ("ratings", "users", "movies")}
     overviews_path = _require(data_dir / "overviews.csv", "the .dat layout needs overviews.csv: movie_id, overview")
-    ratings = Table(_read_dat(paths["ratings"], ["user_id", "movie_id", "rating", "timestamp"]), "ratings.dat", 1)
     users = Table(_read_dat(paths["users"], ["user_id", "gender", "age", "occupation", "zip"]), "users.dat", 1)
     movies_frame = _read_dat(paths["movies"], ["movie_id", "title", "genres"])
     overviews = Table(_read_csv(overviews_path), "overviews.csv", 2)
@@ -168,7 +235,7 @@ def read_ml1m_layout(data_dir: Path) -> tuple[Table, Table, Table, dict[str, Pat
     ids = pd.to_numeric(movies_frame["movie_id"], errors="coerce")
     movies_frame["overview"] = ov.reindex(ids.to_numpy()).to_numpy()
     files = {**paths, "overviews": overviews_path}
-    return ratings, users, movies, files
+    return users, movies, files
 
 
 # ---------------------------------------------------------------- validating
@@ -296,10 +363,12 @@ def load_dataset(
     data_dir = Path(data_dir).expanduser()
     layout = detect_layout(data_dir)
     reader = read_csv_layout if layout == "csv" else read_ml1m_layout
-    ratings_t, users_t, movies_t, files = reader(data_dir)
+    users_t, movies_t, files = reader(data_dir)
     users = validate_users(users_t)
     movies = validate_movies(movies_t)
-    ratings = validate_ratings(ratings_t)
+    ratings = read_ratings_fast(files["ratings"])
+    if ratings is None:  # something is off: the exact reader finds it and words the error
+        ratings = validate_ratings(read_ratings_table(files["ratings"]))
     n_loaded = len(ratings)
 
     known_user = ratings["user_id"].isin(users["user_id"]).to_numpy()
@@ -307,12 +376,14 @@ def load_dataset(
     unknown = ~(known_user & known_movie)
     if unknown.any():
         msg_problem = "ratings reference unknown users or movies"
+        suffix = files["ratings"].suffix
+        where = Table(ratings, files["ratings"].name, 2 if suffix in (".csv", ".gz") else 1, "row" if suffix == ".parquet" else "line")
         if unknown_ids == "error":
-            raise ratings_t.fail(None, msg_problem, unknown, ["user_id", "movie_id"])
+            raise where.fail(None, msg_problem, unknown, ["user_id", "movie_id"])
         logger.warning(
             "%s: dropped %d of %d %s (%d unknown users, %d unknown movies), %s",
-            ratings_t.file, int(unknown.sum()), n_loaded, msg_problem, int((~known_user).sum()),
-            int((~known_movie).sum()), ratings_t.where(np.flatnonzero(unknown), ["user_id", "movie_id"]),
+            where.file, int(unknown.sum()), n_loaded, msg_problem, int((~known_user).sum()),
+            int((~known_movie).sum()), where.where(np.flatnonzero(unknown), ["user_id", "movie_id"]),
         )  # fmt: skip
         ratings = ratings.loc[~unknown]
 

@@ -21,6 +21,10 @@ import pandas as pd
 from pydantic import BaseModel
 
 CHUNK = 1 << 20
+# mkstemp creates files 0600; give written files the permissions a plain open() would (read at import,
+# when no other thread can race on the process-wide umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class StoredRef(BaseModel):
@@ -67,6 +71,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

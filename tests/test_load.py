@@ -173,3 +173,26 @@ def test_parquet_ratings(tmp_path):
     frame.to_parquet(root / "ratings.parquet")
     ds = load_dataset(root)
     assert len(ds.ratings) == 5 and ds.ratings["rating"].dtype == "float32"
+
+
+@pytest.mark.parametrize("layout", ["csv", "ml-1m", "parquet"])
+def test_streaming_reader_equals_the_exact_reader(tmp_path, layout):
+    from tasks.demo_data import write_demo_data
+    from tasks.load import read_ratings_fast, read_ratings_table, validate_ratings
+
+    write_demo_data(tmp_path, users=30, movies=20, ratings=400, seed=4, layout="ml-1m" if layout == "ml-1m" else "csv")
+    path = tmp_path / ("ratings.dat" if layout == "ml-1m" else "ratings.csv")
+    if layout == "parquet":
+        pd.read_csv(path).to_parquet(tmp_path / "ratings.parquet")
+        path = tmp_path / "ratings.parquet"
+    fast = read_ratings_fast(path)
+    assert fast is not None
+    pd.testing.assert_frame_equal(fast, validate_ratings(read_ratings_table(path)))
+
+
+@pytest.mark.parametrize("name", ["rating_not_a_number", "rating_out_of_range", "duplicate_rating", "missing_column"])
+def test_streaming_reader_defers_bad_files_to_the_exact_reader(tmp_path, name):
+    from tasks.load import read_ratings_fast
+
+    root, _ = write_bad(tmp_path / name, name)
+    assert read_ratings_fast(root / "ratings.csv") is None
