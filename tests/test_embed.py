@@ -90,7 +90,7 @@ def test_bundled_model_column_names_follow_its_dimension(tmp_path):
     source = resolve_model("all-MiniLM-L6-v2")
     assert source.identity == resolve_model("all-MiniLM-L6-v2").identity
     assert source.identity != resolve_model("all-MiniLM-L6-v2", normalize=False).identity
-    encode = sentence_encoder(source, "auto", batch_size=8, normalize=True)
+    encode = sentence_encoder(source, "cpu", batch_size=8, normalize=True)
     texts = ["A lonely astronaut drifts through space.", "Two friends open a bakery in Paris."]
     result = embed_texts(texts, encode, EmbeddingStore(tmp_path, source.identity), source.identity)
     dim = result.vectors.shape[1]
@@ -99,3 +99,14 @@ def test_bundled_model_column_names_follow_its_dimension(tmp_path):
     M, names = movie_block({"title": result.vectors, "overview": result.vectors})
     assert names[0] == "title_embedding_0" and names[dim - 1] == f"title_embedding_{dim - 1}"
     assert names[dim] == "overview_embedding_0" and len(names) == 2 * dim == M.shape[1]
+
+
+def test_bfloat16_gives_the_same_vectors_to_four_decimals():
+    source = resolve_model("all-MiniLM-L6-v2")
+    texts = ["A lonely astronaut drifts through space.", "Two friends open a bakery in Paris.", "Heat (1995)"]
+    full = sentence_encoder(source, "cpu", batch_size=8, normalize=True, precision="float32")(texts)
+    half = sentence_encoder(source, "cpu", batch_size=8, normalize=True, precision="bfloat16")(texts)
+    assert half.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(half, axis=1), 1.0, rtol=1e-5)
+    assert (full * half).sum(axis=1).min() > 0.999
+    assert not np.array_equal(full, half)  # really computed in another precision
