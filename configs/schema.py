@@ -149,6 +149,23 @@ class CacheConfig(Section):
     )
 
 
+class RunnerConfig(Section):
+    """Where tasks run: Prefect's default thread pool, or Dask (prefect-dask's DaskTaskRunner)."""
+
+    kind: Literal["local", "dask"] = Field(
+        "local", title="Runner", description="'local': threads in the flow's process; 'dask': a Dask cluster."
+    )
+    address: str | None = Field(
+        None,
+        title="Dask scheduler",
+        description="Address of an existing Dask scheduler (e.g. tcp://10.0.0.5:8786); empty: a local cluster.",
+    )
+    workers: int = Field(2, ge=1, le=1024, title="Local workers", description="Processes of the local Dask cluster.")
+    partitions: int = Field(
+        4, ge=1, le=10_000, title="Partitions", description="Ratings partitions summed in parallel for the Ridge."
+    )
+
+
 class RunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
@@ -156,6 +173,7 @@ class RunConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     plot: PlotConfig = Field(default_factory=PlotConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -212,6 +212,17 @@ class EmbeddingStore:
                     found[key] = row
         return found
 
+    def keys(self) -> set[str]:
+        """Keys present in readable chunk files (reads only the key column)."""
+        found: set[str] = set()
+        if self.dir.is_dir():
+            for path in self.dir.glob("*.parquet"):
+                try:
+                    found.update(pq.read_table(path, columns=["key"]).column("key").to_pylist())
+                except Exception:  # noqa: BLE001 - an unreadable chunk is dealt with by load()
+                    continue
+        return found
+
     def save(self, keys: list[str], vectors: np.ndarray) -> Path:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         flat = pa.array(vectors.reshape(-1), type=pa.float32())
@@ -248,6 +259,28 @@ def prepare_texts(values: Sequence[object], missing: str) -> tuple[list[str | No
             text = "" if missing == "empty" else None
         texts.append(text)
     return texts, n_missing
+
+
+def movie_texts(movies: dict, field: str, missing: str) -> list[str | None]:
+    """The texts of one field of a stored movies table, after the missing-text policy."""
+    return prepare_texts(get_table(movies)[field].tolist(), missing)[0]
+
+
+def plan_chunks(
+    texts: Sequence[str | None], identity: str, store: EmbeddingStore, chunk_size: int, refresh: bool = False
+) -> list[list[str]]:
+    """The distinct texts missing from the store (all of them with ``refresh``), sorted by length so
+    each batch pads little, cut into chunks of ``chunk_size``."""
+    unique = {text_key(identity, t): t for t in texts if t is not None}
+    have = set() if refresh else store.keys()
+    todo = sorted((t for k, t in unique.items() if k not in have), key=lambda t: (len(t), t))
+    return [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+
+
+def embed_chunk(texts: list[str], encode: Encoder, store: EmbeddingStore, identity: str) -> int:
+    """Embed one chunk and write it to the store (atomically); returns how many texts."""
+    store.save([text_key(identity, t) for t in texts], encode(texts))
+    return len(texts)
 
 
 def embed_texts(
@@ -327,44 +360,48 @@ def model_source_task(model: str, normalize: bool) -> dict:
     return {"name": source.name, "path": source.path, "identity": source.identity}
 
 
-@task(name="embed", **TASK_OPTIONS)
-def embed_task(
-    movies: dict, field: str, model: dict, embedding: BaseModel, missing: str, cache_dir: str, refresh: bool = False
-) -> dict:
-    """Embed one text column of the movies table; vectors aligned to the table's rows.
-    ``refresh`` re-embeds every text instead of reading the per-text cache."""
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+def lazy_encoder(source: ModelSource, embedding: BaseModel, logger: logging.Logger | logging.LoggerAdapter = log) -> Encoder:
+    """An encoder that imports torch and loads the model on its first call only (warm runs never do)."""
+    encoder: list[Encoder] = []
 
+    def encode(batch: list[str]) -> np.ndarray:
+        if not encoder:
+            device = pick_device(embedding.device)
+            precision = pick_precision(embedding.precision, device)
+            logger.info("model on device %s, precision %s, batch size %d", device, precision, embedding.batch_size)
+            encoder.append(sentence_encoder(source, device, embedding.batch_size, embedding.normalize, precision))
+        return encoder[0](batch)
+
+    return encode
+
+
+@task(name="embed-chunk", cache_policy=NO_CACHE, retries=1)
+def embed_chunk_task(texts: list[str], model: dict, embedding: BaseModel, cache_dir: str) -> dict:
+    """Embed one chunk of texts into the per-text store (the store is its cache). Runs on a Dask
+    worker with runner.kind=dask; the model is loaded once per worker process."""
+    source = ModelSource(**model)
+    started = time.perf_counter()
+    n = embed_chunk(texts, lazy_encoder(source, embedding, run_logger(log)), EmbeddingStore(cache_dir, source.identity), source.identity)
+    return {"texts": n, "seconds": time.perf_counter() - started}
+
+
+@task(name="embed", **TASK_OPTIONS)
+def embed_task(movies: dict, field: str, model: dict, embedding: BaseModel, missing: str, cache_dir: str) -> dict:
+    """One text column of the movies table as vectors aligned to the table's rows, read from the
+    per-text store (the flow has embedded the missing texts in chunks before; any text still
+    missing, e.g. after a concurrent clean-up, is embedded here)."""
     logger = run_logger(log)
     table = get_table(movies)
     texts, n_missing = prepare_texts(table[field].tolist(), missing)
     if n_missing:
         logger.info("%s: %d of %d movies have no %s (policy %r)", field, n_missing, len(texts), field, missing)
     source = ModelSource(**model)
-    encoder: list[Encoder] = []
-
-    def encode(batch: list[str]) -> np.ndarray:  # imports torch and loads the model only if a text is missing
-        if not encoder:
-            device = pick_device(embedding.device)
-            precision = pick_precision(embedding.precision, device)
-            logger.info("%s: device %s, precision %s, batch size %d", field, device, precision, embedding.batch_size)
-            encoder.append(sentence_encoder(source, device, embedding.batch_size, embedding.normalize, precision))
-        return encoder[0](batch)
-
-    artifact_id = create_progress_artifact(
-        progress=0.0, key=f"movie-ratings-embedding-{field}", description=f"Embedding {field}s ({len(texts)} movies)"
-    )
-
-    def progress(done: int, total: int) -> None:
-        update_progress_artifact(artifact_id, progress=100.0 * done / total)
-
     # One vector per (model identity, text), whatever precision computed it: bfloat16 and float32
     # vectors agree to cosine ≥ 0.9999, so they are interchangeable.
     result = embed_texts(
-        texts, encode, EmbeddingStore(cache_dir, source.identity), source.identity,
-        chunk_size=embedding.chunk_size, label=f"{field}s", logger=logger, progress=progress, reuse=not refresh,
+        texts, lazy_encoder(source, embedding, logger), EmbeddingStore(cache_dir, source.identity), source.identity,
+        chunk_size=embedding.chunk_size, label=f"{field}s", logger=logger,
     )  # fmt: skip
-    update_progress_artifact(artifact_id, progress=100.0)
     store = Store(cache_dir)
     return {
         "vectors": store.put_array(result.vectors).model_dump(),

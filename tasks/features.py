@@ -73,4 +73,6 @@ def features_task(users: dict, embedded: dict[str, dict], cache_dir: str) -> dic
         "M": store.put_array(M).model_dump(),
         "names": store.put_json(user_names + movie_names).model_dump(),
         "n_features": len(user_names) + len(movie_names),
+        "n_users": U.shape[0],
+        "n_movies": M.shape[0],
     }

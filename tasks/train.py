@@ -11,7 +11,7 @@ from prefect import task
 from pydantic import BaseModel
 
 from tasks.caching import TASK_OPTIONS, run_logger
-from tasks.ridge import RidgeFit, centred_system, dense_ridge_fit, ridge_fit, row_stats, solve_path
+from tasks.ridge import RidgeFit, RowStats, centred_system, dense_ridge_fit, row_stats, solve, solve_path
 from tasks.store import Store, get_array, get_json, get_table
 
 log = logging.getLogger(__name__)
@@ -52,26 +52,52 @@ def pick_solver(solver: str, n_rows: int, n_features: int) -> str:
     return "dense" if n_rows * n_features <= 2_000_000 else "factorized"
 
 
-def fit_rows(
-    U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray, alpha: float, solver: str
-) -> RidgeFit:
-    fit = dense_ridge_fit if solver == "dense" else ridge_fit
-    return fit(U, M, user_idx, movie_idx, y, alpha)
+def validation_mask(n_train: int, validation_size: float, seed: int) -> np.ndarray:
+    """True for the training rows (by position) that score the alphas; the rest fit them."""
+    mask = np.zeros(n_train, dtype=bool)
+    mask[split_rows(n_train, validation_size, seed)[1]] = True
+    return mask
+
+
+def partition_stats(
+    U: np.ndarray,
+    n_movies: int,
+    user_idx: np.ndarray,
+    movie_idx: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    part: int = 0,
+    n_parts: int = 1,
+    val_mask: np.ndarray | None = None,
+) -> dict[str, RowStats]:
+    """Row statistics of one contiguous partition of the training rows: {'all': ...}, or
+    {'fit': ..., 'val': ...} when a validation mask splits them. Partitions add up (``reduce_stats``)."""
+    lo, hi = len(train) * part // n_parts, len(train) * (part + 1) // n_parts
+    rows = train[lo:hi]
+    groups = {"all": rows} if val_mask is None else {"fit": rows[~val_mask[lo:hi]], "val": rows[val_mask[lo:hi]]}
+    return {name: row_stats(U, n_movies, user_idx[r], movie_idx[r], y[r]) for name, r in groups.items()}
+
+
+def reduce_stats(parts: list[dict[str, RowStats]]) -> dict[str, RowStats]:
+    return {name: sum((p[name] for p in parts[1:]), parts[0][name]) for name in parts[0]}
 
 
 def alpha_curve(
     U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray,
-    alphas: list[float], solver: str, validation_size: float, seed: int,
+    alphas: list[float], solver: str, validation_size: float, seed: int, stats: dict[str, RowStats] | None = None,
 ) -> list[dict]:  # fmt: skip
     """Validation RMSE of each alpha: fit on part of the rows, score on the rest (``validation_size``).
 
-    The factorized solver gets every alpha from one eigendecomposition; the dense one refits each."""
-    fit_part, val_part = split_rows(len(y), validation_size, seed)
-    args = (U, M, user_idx[fit_part], movie_idx[fit_part], y[fit_part])
+    The factorized solver gets every alpha from one eigendecomposition of the fit part's statistics
+    (``stats['fit']`` when given, e.g. reduced from partitions); the dense one refits each alpha."""
+    val_mask = validation_mask(len(y), validation_size, seed)
+    fit_part, val_part = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
     if solver == "dense":
+        args = (U, M, user_idx[fit_part], movie_idx[fit_part], y[fit_part])
         fits = [dense_ridge_fit(*args, alpha) for alpha in alphas]
     else:
-        fits = solve_path(centred_system(U, M, row_stats(U, M.shape[0], *args[2:])), alphas)
+        fit_stats = stats["fit"] if stats else row_stats(U, M.shape[0], user_idx[fit_part], movie_idx[fit_part], y[fit_part])
+        fits = solve_path(centred_system(U, M, fit_stats), alphas)
     curve = []
     for fit in fits:
         pred = fit.predict(U, M, user_idx[val_part], movie_idx[val_part])
@@ -92,18 +118,27 @@ def evaluate(
     alphas: list[float] | None = None,
     validation_size: float = 0.1,
     seed: int = 0,
+    stats: dict[str, RowStats] | None = None,
 ) -> tuple[RidgeFit, dict]:
     """Fit on the train rows (alpha, or the best of ``alphas`` on a validation part of them); metrics
-    of the model and of the global-mean baseline on both sides."""
+    of the model and of the global-mean baseline on both sides. ``stats``: the training rows'
+    statistics reduced from partitions ({'all'} or {'fit', 'val'}); computed here when not given."""
     solver = pick_solver(solver, len(train), U.shape[1] + M.shape[1])
     metrics: dict = {"solver": solver}
+    if solver == "factorized" and stats is None:
+        mask = validation_mask(len(train), validation_size, seed + 1) if alphas else None
+        stats = partition_stats(U, M.shape[0], user_idx, movie_idx, y, train, val_mask=mask)
     if alphas:
         curve = alpha_curve(
-            U, M, user_idx[train], movie_idx[train], y[train], alphas, solver, validation_size, seed + 1
+            U, M, user_idx[train], movie_idx[train], y[train], alphas, solver, validation_size, seed + 1, stats
         )
         alpha = min(curve, key=lambda point: point["validation_rmse"])["alpha"]
         metrics["alpha_curve"] = curve
-    fit = fit_rows(U, M, user_idx[train], movie_idx[train], y[train], alpha, solver)
+    if solver == "dense":
+        fit = dense_ridge_fit(U, M, user_idx[train], movie_idx[train], y[train], alpha)
+    else:
+        train_stats = stats["all"] if "all" in stats else stats["fit"] + stats["val"]
+        fit = solve(centred_system(U, M, train_stats), alpha)
     per_user, per_movie = fit.partial_scores(U, M)
     global_mean = float(np.mean(y[train], dtype=np.float64))
     for side, rows in (("train", train), ("test", test)):
@@ -120,27 +155,77 @@ def load_blocks(features: dict, rows: dict) -> tuple[np.ndarray, np.ndarray, pd.
     return get_array(features["U"]), get_array(features["M"]), get_table(rows["rows"]), get_json(features["names"])
 
 
+def put_stats(store: Store, stats: dict[str, RowStats]) -> dict:
+    """RowStats → JSON dict of store references (arrays as .npy)."""
+    out = {}
+    for name, st in stats.items():
+        out[name] = {"n": st.n, "y_sum": st.y_sum}
+        for field in ("n_u", "n_m", "s_u", "s_m", "ctu"):
+            out[name][field] = store.put_array(getattr(st, field)).model_dump()
+    return out
+
+
+def get_stats(refs: dict) -> dict[str, RowStats]:
+    return {
+        name: RowStats(n=r["n"], y_sum=r["y_sum"], **{f: get_array(r[f]) for f in ("n_u", "n_m", "s_u", "s_m", "ctu")})
+        for name, r in refs.items()
+    }
+
+
+@task(name="split", **TASK_OPTIONS)
+def split_task(rows: dict, split: BaseModel, cache_dir: str) -> dict:
+    """Random train/test positions of the merged rows, reproducible from split.seed."""
+    train, test = split_rows(rows["n_rows"], split.test_size, split.seed)
+    run_logger(log).info(
+        "split: %d train, %d test rows (test_size=%s, seed=%d)", len(train), len(test), split.test_size, split.seed
+    )
+    store = Store(cache_dir)
+    return {"train": store.put_array(train).model_dump(), "test": store.put_array(test).model_dump(),
+            "n_train": len(train), "n_test": len(test)}  # fmt: skip
+
+
+@task(name="gram", **TASK_OPTIONS)
+def gram_task(
+    features: dict, rows: dict, splits: dict, part: int, n_parts: int, validation_size: float | None, seed: int,
+    cache_dir: str,
+) -> dict:  # fmt: skip
+    """Row statistics of partition ``part`` of ``n_parts`` of the training rows (the map of a
+    map-reduce; ``validation_size`` set: fit and validation parts apart, for the alpha path)."""
+    U, table = get_array(features["U"]), get_table(rows["rows"])
+    train = get_array(splits["train"])
+    mask = validation_mask(len(train), validation_size, seed) if validation_size else None
+    stats = partition_stats(
+        U, features["n_movies"], table["user_idx"].to_numpy(), table["movie_idx"].to_numpy(),
+        table["rating"].to_numpy(dtype=np.float64), train, part, n_parts, mask,
+    )  # fmt: skip
+    return put_stats(Store(cache_dir), stats)
+
+
 @task(name="train", **TASK_OPTIONS)
-def train_task(features: dict, rows: dict, split: BaseModel, model: BaseModel, cache_dir: str) -> dict:
-    """Split, fit the Ridge, evaluate against the global-mean baseline, rank the coefficients."""
+def train_task(
+    features: dict, rows: dict, splits: dict, partitions: list[dict], split: BaseModel, model: BaseModel, cache_dir: str
+) -> dict:
+    """Fit the Ridge (from the reduced partition statistics when given), evaluate against the
+    global-mean baseline, rank the coefficients."""
     logger = run_logger(log)
     U, M, table, names = load_blocks(features, rows)
     user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
     y = table["rating"].to_numpy(dtype=np.float64)
-    train, test = split_rows(len(y), split.test_size, split.seed)
-    logger.info("split: %d train, %d test rows (test_size=%s, seed=%d)", len(train), len(test), split.test_size, split.seed)
+    train, test = get_array(splits["train"]), get_array(splits["test"])
+    stats = reduce_stats([get_stats(p) for p in partitions]) if partitions else None
     fit, metrics = evaluate(
         U, M, user_idx, movie_idx, y, train, test, model.alpha, model.solver, model.alphas, model.validation_size,
-        split.seed,
+        split.seed, stats,
     )  # fmt: skip
     for point in metrics.get("alpha_curve", []):
         logger.info("alpha %s: validation RMSE %.4f", point["alpha"], point["validation_rmse"])
     top = top_coefficients(fit.coef, names, model.top_k)
     logger.info(
-        "Ridge(alpha=%s, %s solver): train R² %.4f, test R² %.4f, test RMSE %.4f (global-mean baseline %.4f), "
+        "Ridge(alpha=%s, %s solver%s): train R² %.4f, test R² %.4f, test RMSE %.4f (global-mean baseline %.4f), "
         "test MAE %.4f",
-        metrics["alpha"], metrics["solver"], metrics["train_r2"], metrics["test_r2"], metrics["test_rmse"],
-        metrics["baseline_test_rmse"], metrics["test_mae"],
+        metrics["alpha"], metrics["solver"], f", {len(partitions)} partitions" if partitions else "",
+        metrics["train_r2"], metrics["test_r2"], metrics["test_rmse"], metrics["baseline_test_rmse"],
+        metrics["test_mae"],
     )  # fmt: skip
     return {
         "coef": Store(cache_dir).put_array(fit.coef).model_dump(),

@@ -48,11 +48,12 @@ def test_rerun_is_cached_and_alpha_change_reruns_train_only(prefect_server, tmp_
     first = run_flow(tmp_path, medium_csv, "a")
     assert first["embedding"]["texts_embedded"] > 0
     again = run_flow(tmp_path, medium_csv, "b")
-    assert set(again["cached_tasks"]) == {"load", "embed_title", "embed_overview", "merge", "features", "train", "plots"}
+    expected = {"load", "embed_title", "embed_overview", "merge", "features", "split", "gram", "train", "plots"}
+    assert set(again["cached_tasks"]) == expected == set(again["seconds"]) - {"flow_body"}
     assert again["embedding"]["texts_embedded"] == 0
     assert again["test_rmse"] == first["test_rmse"]
     changed = run_flow(tmp_path, medium_csv, "c", extra=["model.alpha=50"])
-    assert set(changed["cached_tasks"]) == {"load", "embed_title", "embed_overview", "merge", "features"}
+    assert set(changed["cached_tasks"]) == {"load", "embed_title", "embed_overview", "merge", "features", "split", "gram"}
     assert changed["test_rmse"] != first["test_rmse"]
 
 
