@@ -33,14 +33,11 @@ SETS = {
 
 
 def run(data_dir: Path, cache_dir: Path, out: Path, *overrides: str) -> tuple[float, dict]:
-    from flows.rating_flow import movie_ratings
+    from flows.rating_flow import run_with_config
 
     cfg = load_config(overrides=[f"data.dir={data_dir}", f"cache.dir={cache_dir}", *overrides])
     started = time.perf_counter()
-    doc = movie_ratings(
-        data=cfg.data, embedding=cfg.embedding, split=cfg.split, model=cfg.model, plot=cfg.plot, cache=cfg.cache,
-        out=str(out),
-    )  # fmt: skip
+    doc = run_with_config(cfg, str(out))
     return time.perf_counter() - started, doc
 
 

@@ -49,7 +49,7 @@ def project_path(data_dir: str, cache_dir: str, movies_limit: int | None) -> dic
     from prefect import flow
 
     from configs.schema import load_config
-    from flows.rating_flow import movie_ratings
+    from flows.rating_flow import run_with_config
 
     @flow
     def warm_up() -> None:
@@ -59,10 +59,7 @@ def project_path(data_dir: str, cache_dir: str, movies_limit: int | None) -> dic
     overrides = [f"data.dir={data_dir}", f"cache.dir={cache_dir}", f"data.movies_limit={movies_limit or 'null'}"]
     cfg = load_config(overrides=overrides)
     started = time.perf_counter()
-    doc = movie_ratings(
-        data=cfg.data, embedding=cfg.embedding, split=cfg.split, model=cfg.model, plot=cfg.plot, cache=cfg.cache,
-        out=str(Path(cache_dir) / "out"),
-    )  # fmt: skip
+    doc = run_with_config(cfg, str(Path(cache_dir) / "out"))
     seconds = doc["seconds"]
     return {
         "load s": seconds["load"],

@@ -89,19 +89,11 @@ def run(
     except InputError as exc:
         fail(str(exc))
 
-    from flows.rating_flow import movie_ratings
+    from flows.rating_flow import run_with_config
 
     _quiet_input_error_tracebacks()
     try:
-        document = movie_ratings(
-            data=cfg.data,
-            embedding=cfg.embedding,
-            split=cfg.split,
-            model=cfg.model,
-            plot=cfg.plot,
-            cache=cfg.cache,
-            out=str(out) if out else None,
-        )
+        document = run_with_config(cfg, str(out) if out else None)
     except InputError as exc:
         fail(str(exc))
     _print_summary(document)

@@ -6,6 +6,7 @@ store references (path + sha256), so every task's cache key is a hash of its inp
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -213,8 +214,14 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
 def dask_flow(runner: RunnerConfig):
     """The pipeline as a subflow on prefect-dask's DaskTaskRunner: an existing scheduler
     (``runner.address``) or a local cluster of ``runner.workers`` processes."""
+    from prefect.client.orchestration import get_client
     from prefect_dask import DaskTaskRunner
 
+    # Workers report their task runs to this run's API. In ephemeral mode (no PREFECT_API_URL) that
+    # is a temporary server only this process knows; without its address each worker would start one
+    # of its own and the task runs would vanish from this run.
+    with get_client(sync_client=True) as client:
+        os.environ.setdefault("PREFECT_API_URL", str(client.api_url))
     if runner.address:
         task_runner = DaskTaskRunner(address=runner.address)
     else:
@@ -242,3 +249,10 @@ def movie_ratings(
     if runner.kind == "dask":
         return dask_flow(runner)(config, out)
     return run_pipeline(config, out)
+
+
+def run_with_config(config: RunConfig, out: str | None = None, **options):
+    """Call the flow with every section of ``config`` as its parameters (what the CLI does);
+    ``options`` go to the call, e.g. ``return_state=True``."""
+    sections = {name: getattr(config, name) for name in RunConfig.model_fields}
+    return movie_ratings(**sections, out=out, **options)

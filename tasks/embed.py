@@ -368,7 +368,8 @@ def lazy_encoder(source: ModelSource, embedding: BaseModel, logger: logging.Logg
         if not encoder:
             device = pick_device(embedding.device)
             precision = pick_precision(embedding.precision, device)
-            logger.info("model on device %s, precision %s, batch size %d", device, precision, embedding.batch_size)
+            if (source.path, device) not in _MODELS:
+                logger.info("loading %s on %s, precision %s, batch size %d", source.name, device, precision, embedding.batch_size)
             encoder.append(sentence_encoder(source, device, embedding.batch_size, embedding.normalize, precision))
         return encoder[0](batch)
 

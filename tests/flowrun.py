@@ -8,14 +8,10 @@ from configs.schema import load_config
 
 
 def run_flow(tmp_path: Path, data_dir, out_name: str = "out", extra=(), return_state: bool = False, cache_dir=None):
-    from flows.rating_flow import movie_ratings
+    from flows.rating_flow import run_with_config
 
     cache_dir = cache_dir or tmp_path / "cache"
     overrides = [f"cache.dir={cache_dir}", *extra]
     if data_dir is not None:
         overrides.append(f"data.dir={data_dir}")
-    cfg = load_config(overrides=overrides)
-    return movie_ratings(
-        data=cfg.data, embedding=cfg.embedding, split=cfg.split, model=cfg.model, plot=cfg.plot, cache=cfg.cache,
-        out=str(tmp_path / out_name), return_state=return_state,
-    )  # fmt: skip
+    return run_with_config(load_config(overrides=overrides), str(tmp_path / out_name), return_state=return_state)

@@ -1,0 +1,47 @@
+"""runner.kind=dask: embedding chunks and Gram partitions run on a Dask LocalCluster (prefect-dask),
+with the same model as the default runner."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, TaskRunFilter, TaskRunFilterFlowRunId
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+from tests.flowrun import run_flow
+
+COMMON = ["model.solver=factorized", "embedding.chunk_size=16", "runner.partitions=3"]
+
+
+def test_local_cluster_gives_the_same_model_as_the_default_runner(prefect_server, tmp_path, small_csv):
+    local = run_flow(tmp_path, small_csv, "local", extra=COMMON, cache_dir=tmp_path / "c1")
+    dask = run_flow(tmp_path, small_csv, "dask", extra=[*COMMON, "runner.kind=dask", "runner.workers=2"],
+                    cache_dir=tmp_path / "c2")  # fmt: skip
+    assert dask["embedding"]["texts_embedded"] == local["embedding"]["texts_embedded"] > 16
+    a = pd.read_csv(tmp_path / "local" / "top_coefficients.csv")
+    b = pd.read_csv(tmp_path / "dask" / "top_coefficients.csv")
+    assert a["name"].tolist() == b["name"].tolist()
+    np.testing.assert_allclose(a["coef"], b["coef"], rtol=1e-4)  # vectors from other processes: last-bit differences
+    assert dask["test_rmse"] == pytest.approx(local["test_rmse"], rel=1e-5)
+    assert json.loads((tmp_path / "dask" / "metrics.json").read_text())["config"]["runner"]["kind"] == "dask"
+
+    async def task_names_of_latest_dask_run():
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["movie-ratings-dask"])), sort="START_TIME_DESC", limit=1
+            )
+            tasks = await client.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[runs[0].id]))
+            )
+            return [t.name.rsplit("-", 1)[0] for t in tasks], runs[0].state.type.value
+
+    names, state = run_coro_as_sync(task_names_of_latest_dask_run())
+    assert state == "COMPLETED"
+    assert names.count("gram") == 3
+    chunks = sum(math.ceil(f["texts_embedded"] / 16) for f in dask["embedding"]["fields"].values())
+    assert names.count("embed-chunk") == chunks  # every chunk was a task of the Dask subflow
