@@ -181,7 +181,7 @@ return [l.message for l in logs]
 """,
     )
     text = "\n".join(logs)
-    for piece in ("loaded csv layout", "rows out; dropped", "to embed in chunks", "texts/s", "Ridge(alpha=3.25)",
+    for piece in ("loaded csv layout", "rows out; dropped", "to embed in chunks", "texts/s", "Ridge(alpha=3.25, ",
                   "test RMSE", "cached tasks:"):  # fmt: skip
         assert piece in text, piece
 
