@@ -1,0 +1,71 @@
+"""Train/test split strategies, each reproducible from its seed.
+
+- ``random``: a random ``test_size`` fraction of the ratings;
+- ``user``: a random ``test_size`` fraction of the users, all their ratings in test (test users unseen);
+- ``movie``: the same for movies: cold start, where the embeddings are all that is known of a test movie;
+- ``time``: for each user, the latest ``test_size`` fraction of their ratings (by timestamp) in test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.errors import InputError
+
+STRATEGIES = ("random", "user", "movie", "time")
+
+
+def split_rows(n_rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random train/test positions (sorted), reproducible from the seed; both sides non-empty."""
+    if n_rows < 2:
+        raise InputError(f"split: cannot split {n_rows} row(s) into train and test")
+    order = np.random.default_rng(seed).permutation(n_rows)
+    n_test = min(max(int(round(n_rows * test_size)), 1), n_rows - 1)
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def split_by_group(group: np.ndarray, test_size: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """All rows of a random ``test_size`` fraction of the groups (users or movies) go to test."""
+    groups = np.unique(group)
+    if len(groups) < 2:
+        raise InputError(f"split.strategy={what}: needs at least 2 {what}s with ratings, found {len(groups)}")
+    chosen = split_rows(len(groups), test_size, seed)[1]
+    in_test = np.isin(group, groups[chosen])
+    return np.flatnonzero(~in_test), np.flatnonzero(in_test)
+
+
+def split_by_time(user: np.ndarray, timestamp: np.ndarray | None, test_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's latest ratings (round(test_size × n), at most n − 1) in test; ties keep file order."""
+    if timestamp is None:
+        raise InputError("split.strategy=time: the ratings have no timestamp column")
+    order = np.lexsort((np.arange(len(user)), timestamp, user))  # by user, then time, then row
+    sorted_users = user[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    counts = np.diff(np.r_[starts, len(user)])
+    n_test = np.minimum(np.round(counts * test_size).astype(int), counts - 1)
+    rank_from_end = np.repeat(starts + counts, counts) - np.arange(len(user)) - 1  # 0 = the user's latest
+    in_test = np.zeros(len(user), dtype=bool)
+    in_test[order] = rank_from_end < np.repeat(n_test, counts)
+    if not in_test.any():
+        raise InputError("split.strategy=time: no user has enough ratings to hold any out")
+    return np.flatnonzero(~in_test), np.flatnonzero(in_test)
+
+
+def split_positions(
+    strategy: str,
+    user_idx: np.ndarray,
+    movie_idx: np.ndarray,
+    timestamp: np.ndarray | None,
+    test_size: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and test row positions for a strategy (see the module docstring)."""
+    if strategy == "random":
+        return split_rows(len(user_idx), test_size, seed)
+    if strategy == "user":
+        return split_by_group(user_idx, test_size, seed, "user")
+    if strategy == "movie":
+        return split_by_group(movie_idx, test_size, seed, "movie")
+    if strategy == "time":
+        return split_by_time(user_idx, timestamp, test_size)
+    raise ValueError(f"unknown split strategy {strategy!r}")

@@ -1,0 +1,52 @@
+"""Each split strategy's guarantee, and reproducibility from the seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.errors import InputError
+from tasks.splits import split_positions
+
+RNG = np.random.default_rng(0)
+N = 3000
+USER = RNG.integers(0, 120, N)
+MOVIE = RNG.integers(0, 80, N)
+TIME = RNG.integers(0, 10**6, N)
+
+
+@pytest.mark.parametrize("strategy", ["random", "user", "movie", "time"])
+def test_partition_and_reproducible(strategy):
+    train, test = split_positions(strategy, USER, MOVIE, TIME, 0.2, seed=3)
+    assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == N
+    again = split_positions(strategy, USER, MOVIE, TIME, 0.2, seed=3)
+    np.testing.assert_array_equal(test, again[1])
+    assert 0.1 < len(test) / N < 0.3
+
+
+def test_user_split_holds_out_whole_users():
+    train, test = split_positions("user", USER, MOVIE, TIME, 0.2, seed=1)
+    assert not set(USER[test]) & set(USER[train])
+    assert len(set(USER[test])) == round(0.2 * len(set(USER)))
+    other = split_positions("user", USER, MOVIE, TIME, 0.2, seed=2)[1]
+    assert set(USER[other]) != set(USER[test])
+
+
+def test_movie_split_holds_out_whole_movies():
+    train, test = split_positions("movie", USER, MOVIE, TIME, 0.25, seed=1)
+    assert not set(MOVIE[test]) & set(MOVIE[train])
+
+
+def test_time_split_tests_each_users_latest_ratings():
+    train, test = split_positions("time", USER, MOVIE, TIME, 0.2, seed=0)
+    for user in np.unique(USER):
+        tr, te = TIME[train][USER[train] == user], TIME[test][USER[test] == user]
+        if len(te):
+            assert tr.max() <= te.min()
+        n = (USER == user).sum()
+        assert len(te) == min(round(0.2 * n), n - 1)
+
+
+def test_time_split_needs_timestamps():
+    with pytest.raises(InputError, match="no timestamp"):
+        split_positions("time", USER, MOVIE, None, 0.2, 0)
