@@ -93,8 +93,14 @@ class EmbeddingConfig(Section):
 class SplitConfig(Section):
     """Train/test split."""
 
-    test_size: float = Field(0.2, gt=0.0, lt=1.0, title="Test fraction", description="Fraction of ratings held out.")
-    seed: int = Field(42, ge=0, title="Seed", description="Seed of the random split.")
+    strategy: Literal["random", "user", "movie", "time"] = Field(
+        "random",
+        title="Strategy",
+        description="'random' ratings; 'user': test users unseen in training; 'movie': test movies unseen "
+        "(cold start: only their embeddings are known); 'time': each user's latest ratings.",
+    )
+    test_size: float = Field(0.2, gt=0.0, lt=1.0, title="Test fraction", description="Fraction held out.")
+    seed: int = Field(42, ge=0, title="Seed", description="Seed of the split (every strategy is reproducible).")
 
 
 class ModelConfig(Section):
@@ -118,6 +124,12 @@ class ModelConfig(Section):
         "matrix); 'dense': scikit-learn on the materialized matrix (the reference); 'auto': dense only when small.",
     )
     top_k: int = Field(20, ge=1, le=10_000, title="Top coefficients", description="How many |coef| to report.")
+    bias_reg_user: float = Field(
+        15.0, ge=0.0, title="Bias baseline: user penalty", description="λ_u of the user + movie bias baseline."
+    )
+    bias_reg_movie: float = Field(
+        10.0, ge=0.0, title="Bias baseline: movie penalty", description="λ_m of the user + movie bias baseline."
+    )
 
 
 class PlotConfig(Section):
@@ -127,6 +139,12 @@ class PlotConfig(Section):
     jitter: float = Field(0.3, ge=0.0, le=1.0, title="Jitter", description="Uniform jitter added to ratings.")
     max_points: int = Field(5_000, ge=100, title="Max points", description="Rows sampled for the scatter.")
     seed: int = Field(0, ge=0, title="Seed", description="Seed of the jitter and the sample.")
+    rank_by: Literal["coef", "standardized", "correlation"] = Field(
+        "coef",
+        title="Rank features by",
+        description="Which features the scatter shows: largest |coef| (the notebook's ranking), |coef| x feature "
+        "std (comparable across units), or |correlation with the rating|.",
+    )
 
 
 def default_cache_dir() -> str:

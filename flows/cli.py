@@ -61,6 +61,10 @@ def _print_summary(document: dict) -> None:
             f"{name.upper():14}{document[f'train_{name}']:>10.4f}{document[f'test_{name}']:>10.4f}"
             + (f"{baseline:>16.4f}" if baseline is not None else "")
         )
+    lines.append(
+        "baselines (test RMSE): "
+        + ", ".join(f"{name} {figures['test_rmse']:.4f}" for name, figures in document["baselines"].items())
+    )
     lines.append("top coefficients: " + ", ".join(f"{t['name']}={t['coef']:+.3f}" for t in document["top_features"][:6]))
     emb = document["embedding"]
     lines.append(

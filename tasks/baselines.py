@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.train import regression_metrics
+from tasks.scoring import regression_metrics
 
 BASELINES = ("global_mean", "user_mean", "movie_mean", "bias")
 

@@ -41,6 +41,16 @@ def metrics_document(
         "solver": metrics["solver"],
         **({"alpha_curve": metrics["alpha_curve"]} if "alpha_curve" in metrics else {}),
         "top_features": [{"name": t["name"], "coef": t["coef"]} for t in trained["top"]],
+        "top_standardized": [
+            {"name": t["name"], "coef": t["coef"], "std": t["std"], "standardized": t["standardized"]}
+            for t in trained["rankings"]["standardized"]
+        ],
+        "top_correlation": [
+            {"name": t["name"], "correlation": t["correlation"], "coef": t["coef"]}
+            for t in trained["rankings"]["correlation"]
+        ],
+        "baselines": metrics["baselines"],
+        "split_strategy": config["split"]["strategy"],
         "embedding": embedding,
         "layout": loaded["layout"],
         "config": config,

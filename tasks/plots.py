@@ -44,6 +44,7 @@ def scatter_png(
     jitter: float = 0.3,
     max_points: int = 5_000,
     seed: int = 0,
+    title: str = "Top features by |coef| against the rating",
 ) -> tuple[bytes, dict[str, float]]:
     """2x3 scatter of each (name, values) against rating + U(-jitter, jitter); the title of each
     subplot carries the correlation (computed on all rows, before jitter). Returns PNG and correlations."""
@@ -62,7 +63,7 @@ def scatter_png(
         ax.set_ylabel("rating (jittered)")
     for ax in axes.ravel()[len(features) :]:
         ax.axis("off")
-    fig.suptitle("Top features by |coef| against the rating")
+    fig.suptitle(title)
     fig.tight_layout()
     return _png(fig), correlations
 
@@ -103,9 +104,12 @@ def plots_task(features: dict, rows: dict, trained: dict, plot: BaseModel, cache
     U, M, table, names = load_blocks(features, rows)
     user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
     rating = table["rating"].to_numpy(dtype=np.float64)
-    top = trained["top"][: plot.top_features]
+    top = trained["rankings"][plot.rank_by][: plot.top_features]
     columns = [(t["name"], feature_column(U, M, t["index"], user_idx, movie_idx)) for t in top]
-    scatter, correlations = scatter_png(columns, rating, plot.jitter, plot.max_points, plot.seed)
+    by = {"coef": "|coef|", "standardized": "|coef| x std", "correlation": "|correlation|"}[plot.rank_by]
+    scatter, correlations = scatter_png(
+        columns, rating, plot.jitter, plot.max_points, plot.seed, title=f"Top features by {by} against the rating"
+    )
     run_logger(log).info(
         "plots: correlation with the rating of the top features: %s",
         ", ".join(f"{k}={v:.3f}" for k, v in correlations.items()),

@@ -25,11 +25,16 @@ def data_uri(png: bytes) -> str:
 
 def report_markdown(document: dict, scatter_png: bytes, coefficients_png: bytes, out_dir: str) -> str:
     """Markdown for the report artifact."""
-    rows = ["| metric | train | test | global-mean baseline (test) |", "| --- | ---: | ---: | ---: |"]
-    for name in ("r2", "rmse", "mae"):
+    baselines = document["baselines"]
+    rows = [
+        "| test | ridge | " + " | ".join(name.replace("_", " ") for name in baselines) + " |",
+        "| --- | ---: |" + " ---: |" * len(baselines),
+    ]
+    for name in ("rmse", "mae", "r2"):
         rows.append(
-            f"| {name.upper()} | {document[f'train_{name}']:.4f} | {document[f'test_{name}']:.4f} "
-            f"| {document[f'baseline_test_{name}']:.4f} |"
+            f"| {name.upper()} | {document[f'test_{name}']:.4f} | "
+            + " | ".join(f"{figures[f'test_{name}']:.4f}" for figures in baselines.values())
+            + " |"
         )
     top = ["| rank | feature | coef |", "| ---: | --- | ---: |"]
     top += [f"| {i + 1} | `{t['name']}` | {t['coef']:+.4f} |" for i, t in enumerate(document["top_features"])]
@@ -40,7 +45,8 @@ def report_markdown(document: dict, scatter_png: bytes, coefficients_png: bytes,
             "# movie-ratings run report",
             "",
             f"{document['n_rows']:,} rows (of {document['n_ratings']:,} ratings loaded), {document['n_features']} features; "
-            f"Ridge alpha = {cfg['model']['alpha']}, model `{cfg['embedding']['model']}`, split seed {cfg['split']['seed']}.",
+            f"Ridge alpha = {document['alpha']}, model `{cfg['embedding']['model']}`, "
+            f"{cfg['split']['strategy']} split, seed {cfg['split']['seed']}.",
             f"Embedding: {emb['texts_embedded']:,} texts embedded in this run, {emb['cache_hits']:,} from the cache.",
             f"Outputs: `{out_dir}`",
             "",

@@ -29,6 +29,7 @@ class RowStats:
 
     n: int
     y_sum: float
+    y_sq: float  # Σ y²
     n_u: np.ndarray  # (users,) ratings per user
     n_m: np.ndarray  # (movies,) ratings per movie
     s_u: np.ndarray  # (users,) rating sums per user
@@ -39,6 +40,7 @@ class RowStats:
         return RowStats(
             n=self.n + other.n,
             y_sum=self.y_sum + other.y_sum,
+            y_sq=self.y_sq + other.y_sq,
             n_u=self.n_u + other.n_u,
             n_m=self.n_m + other.n_m,
             s_u=self.s_u + other.s_u,
@@ -55,12 +57,33 @@ def row_stats(U: np.ndarray, n_movies: int, user_idx: np.ndarray, movie_idx: np.
     return RowStats(
         n=len(y),
         y_sum=float(y.sum()),
+        y_sq=float(y @ y),
         n_u=np.bincount(user_idx, minlength=n_users).astype(np.float64),
         n_m=np.bincount(movie_idx, minlength=n_movies).astype(np.float64),
         s_u=np.bincount(user_idx, weights=y, minlength=n_users),
         s_m=np.bincount(movie_idx, weights=y, minlength=n_movies),
         ctu=np.asarray(counts @ U),
     )
+
+
+@dataclass
+class FeatureMoments:
+    std: np.ndarray  # (d,) standard deviation of each feature over the rows
+    correlation: np.ndarray  # (d,) Pearson correlation of each feature with the rating (0 if constant)
+
+
+def feature_moments(U: np.ndarray, M: np.ndarray, stats: RowStats) -> FeatureMoments:
+    """Per-feature std and correlation with y over the rows, from their statistics: O((users + movies)·d)."""
+    n = stats.n
+    mean = np.concatenate([U.T @ stats.n_u, M.T @ stats.n_m]) / n
+    mean_sq = np.concatenate([(U * U).T @ stats.n_u, (M * M).T @ stats.n_m]) / n
+    mean_xy = np.concatenate([U.T @ stats.s_u, M.T @ stats.s_m]) / n
+    y_mean = stats.y_sum / n
+    std = np.sqrt(np.clip(mean_sq - mean * mean, 0.0, None))
+    std_y = np.sqrt(max(stats.y_sq / n - y_mean * y_mean, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.where((std > 1e-12) & (std_y > 0), (mean_xy - mean * y_mean) / (std * std_y), 0.0)
+    return FeatureMoments(std=std, correlation=corr)
 
 
 @dataclass
@@ -90,6 +113,7 @@ class RidgeFit:
     coef: np.ndarray  # (d_u + d_m,)
     intercept: float
     alpha: float
+    moments: FeatureMoments | None = None  # of the training rows, when evaluate() computed them
 
     def partial_scores(self, U: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d_u = U.shape[1]

@@ -11,38 +11,51 @@ from prefect import task
 from pydantic import BaseModel
 
 from tasks.caching import TASK_OPTIONS, run_logger
-from tasks.ridge import RidgeFit, RowStats, centred_system, dense_ridge_fit, row_stats, solve, solve_path
+from tasks.ridge import (
+    FeatureMoments,
+    RidgeFit,
+    RowStats,
+    centred_system,
+    dense_ridge_fit,
+    feature_moments,
+    row_stats,
+    solve,
+    solve_path,
+)
+from tasks.baselines import baseline_metrics
+from tasks.scoring import regression_metrics
+from tasks.splits import split_positions, split_rows
 from tasks.store import Store, get_array, get_json, get_table
 
 log = logging.getLogger(__name__)
 
 
-def split_rows(n_rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random train/test positions (sorted), reproducible from the seed; both sides non-empty."""
-    if n_rows < 2:
-        raise ValueError(f"cannot split {n_rows} row(s) into train and test")
-    order = np.random.default_rng(seed).permutation(n_rows)
-    n_test = min(max(int(round(n_rows * test_size)), 1), n_rows - 1)
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
-
-
-def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """R², RMSE and MAE (R² as sklearn.metrics.r2_score)."""
-    y = np.asarray(y, dtype=np.float64)
-    err = y - np.asarray(pred, dtype=np.float64)
-    ss_res = float(err @ err)
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    return {
-        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0,
-        "rmse": float(np.sqrt(ss_res / len(y))),
-        "mae": float(np.abs(err).mean()),
-    }
-
-
 def top_coefficients(coef: np.ndarray, names: list[str], k: int) -> list[dict]:
-    """The k largest |coef|, as the notebook ranked them: [{rank, name, coef}, ...]."""
-    order = np.argsort(-np.abs(coef), kind="stable")[:k]
-    return [{"rank": r + 1, "name": names[j], "coef": float(coef[j]), "index": int(j)} for r, j in enumerate(order)]
+    """The k largest |coef|, as the notebook ranked them: [{rank, name, coef, index}, ...]."""
+    return ranked(coef, np.abs(coef), names, k)
+
+
+def ranked(coef: np.ndarray, score: np.ndarray, names: list[str], k: int, **extra: np.ndarray) -> list[dict]:
+    """The k features with the largest score (ties: lower index first), with their coef and extras."""
+    order = np.argsort(-score, kind="stable")[:k]
+    return [
+        {"rank": r + 1, "name": names[j], "coef": float(coef[j]), "index": int(j),
+         **{key: float(values[j]) for key, values in extra.items()}}
+        for r, j in enumerate(order)
+    ]  # fmt: skip
+
+
+def feature_rankings(coef: np.ndarray, moments: FeatureMoments, names: list[str], k: int) -> dict[str, list[dict]]:
+    """Three rankings: raw |coef| (not comparable across units: age in years vs one-hots vs unit-norm
+    embedding dimensions), standardized |coef| × std (the change in rating per standard deviation),
+    and |correlation with the rating|."""
+    standardized = np.abs(coef) * moments.std
+    extra = {"std": moments.std, "standardized": standardized, "correlation": moments.correlation}
+    return {
+        "coef": ranked(coef, np.abs(coef), names, k, **extra),
+        "standardized": ranked(coef, standardized, names, k, **extra),
+        "correlation": ranked(coef, np.abs(moments.correlation), names, k, **extra),
+    }
 
 
 def pick_solver(solver: str, n_rows: int, n_features: int) -> str:
@@ -136,9 +149,11 @@ def evaluate(
         metrics["alpha_curve"] = curve
     if solver == "dense":
         fit = dense_ridge_fit(U, M, user_idx[train], movie_idx[train], y[train], alpha)
+        train_stats = row_stats(U, M.shape[0], user_idx[train], movie_idx[train], y[train])
     else:
         train_stats = stats["all"] if "all" in stats else stats["fit"] + stats["val"]
         fit = solve(centred_system(U, M, train_stats), alpha)
+    fit.moments = feature_moments(U, M, train_stats)
     per_user, per_movie = fit.partial_scores(U, M)
     global_mean = float(np.mean(y[train], dtype=np.float64))
     for side, rows in (("train", train), ("test", test)):
@@ -159,7 +174,7 @@ def put_stats(store: Store, stats: dict[str, RowStats]) -> dict:
     """RowStats → JSON dict of store references (arrays as .npy)."""
     out = {}
     for name, st in stats.items():
-        out[name] = {"n": st.n, "y_sum": st.y_sum}
+        out[name] = {"n": st.n, "y_sum": st.y_sum, "y_sq": st.y_sq}
         for field in ("n_u", "n_m", "s_u", "s_m", "ctu"):
             out[name][field] = store.put_array(getattr(st, field)).model_dump()
     return out
@@ -167,18 +182,25 @@ def put_stats(store: Store, stats: dict[str, RowStats]) -> dict:
 
 def get_stats(refs: dict) -> dict[str, RowStats]:
     return {
-        name: RowStats(n=r["n"], y_sum=r["y_sum"], **{f: get_array(r[f]) for f in ("n_u", "n_m", "s_u", "s_m", "ctu")})
+        name: RowStats(
+            n=r["n"], y_sum=r["y_sum"], y_sq=r["y_sq"], **{f: get_array(r[f]) for f in ("n_u", "n_m", "s_u", "s_m", "ctu")}
+        )
         for name, r in refs.items()
     }
 
 
 @task(name="split", **TASK_OPTIONS)
 def split_task(rows: dict, split: BaseModel, cache_dir: str) -> dict:
-    """Random train/test positions of the merged rows, reproducible from split.seed."""
-    train, test = split_rows(rows["n_rows"], split.test_size, split.seed)
-    run_logger(log).info(
-        "split: %d train, %d test rows (test_size=%s, seed=%d)", len(train), len(test), split.test_size, split.seed
+    """Train/test positions of the merged rows by split.strategy, reproducible from split.seed."""
+    table = get_table(rows["rows"])
+    timestamp = table["timestamp"].to_numpy() if "timestamp" in table.columns else None
+    train, test = split_positions(
+        split.strategy, table["user_idx"].to_numpy(), table["movie_idx"].to_numpy(), timestamp, split.test_size, split.seed
     )
+    run_logger(log).info(
+        "split (%s): %d train, %d test rows (test_size=%s, seed=%d)",
+        split.strategy, len(train), len(test), split.test_size, split.seed,
+    )  # fmt: skip
     store = Store(cache_dir)
     return {"train": store.put_array(train).model_dump(), "test": store.put_array(test).model_dump(),
             "n_train": len(train), "n_test": len(test)}  # fmt: skip
@@ -219,7 +241,15 @@ def train_task(
     )  # fmt: skip
     for point in metrics.get("alpha_curve", []):
         logger.info("alpha %s: validation RMSE %.4f", point["alpha"], point["validation_rmse"])
-    top = top_coefficients(fit.coef, names, model.top_k)
+    rankings = feature_rankings(fit.coef, fit.moments, names, model.top_k)
+    top = rankings["coef"]
+    metrics["baselines"] = baseline_metrics(
+        user_idx, movie_idx, y, train, test, U.shape[0], M.shape[0], model.bias_reg_user, model.bias_reg_movie
+    )
+    for name, figures in metrics["baselines"].items():
+        logger.info(
+            "baseline %s: test RMSE %.4f, MAE %.4f, R² %.4f", name, figures["test_rmse"], figures["test_mae"], figures["test_r2"]
+        )
     logger.info(
         "Ridge(alpha=%s, %s solver%s): train R² %.4f, test R² %.4f, test RMSE %.4f (global-mean baseline %.4f), "
         "test MAE %.4f",
@@ -231,6 +261,7 @@ def train_task(
         "coef": Store(cache_dir).put_array(fit.coef).model_dump(),
         "metrics": metrics,
         "top": top,
+        "rankings": rankings,
         "n_train": len(train),
         "n_test": len(test),
     }

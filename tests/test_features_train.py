@@ -151,3 +151,38 @@ def test_factorized_equals_sklearn_on_the_notebooks_201_movie_profile(tmp_path, 
     ref = Ridge(alpha=alpha).fit(gather_rows(U, M, u, m), y)
     np.testing.assert_allclose(fit.coef, ref.coef_, rtol=1e-6, atol=1e-9)
     assert fit.intercept == pytest.approx(ref.intercept_, rel=1e-6)
+
+
+def test_feature_moments_match_the_materialized_matrix():
+    from tasks.ridge import feature_moments
+
+    U, M, u, m, y = random_problem(seed=12)
+    moments = feature_moments(U, M, row_stats(U, M.shape[0], u, m, y))
+    X = gather_rows(U, M, u, m)
+    np.testing.assert_allclose(moments.std, X.std(axis=0), rtol=1e-8)
+    expected = [np.corrcoef(X[:, j], y)[0, 1] for j in range(X.shape[1])]
+    np.testing.assert_allclose(moments.correlation, expected, rtol=1e-7, atol=1e-12)
+
+
+def test_standardized_ranking_differs_from_the_raw_one():
+    """Age in years gets a small coefficient per year but moves ratings most per standard deviation;
+    a rare one-hot gets a big coefficient yet matters little. Raw |coef| ranks them the other way."""
+    from tasks.ridge import feature_moments
+    from tasks.train import feature_rankings
+
+    rng = np.random.default_rng(0)
+    n_users, n_movies = 400, 30
+    age = rng.uniform(18, 60, n_users)
+    rare = (rng.random(n_users) < 0.02).astype(float)
+    U = np.column_stack([age, rare])
+    M = rng.normal(size=(n_movies, 3))
+    pairs = rng.choice(n_users * n_movies, 6000, replace=False)
+    u, m = pairs // n_movies, pairs % n_movies
+    y = 1.0 + 0.06 * age[u] + 0.8 * rare[u] + rng.normal(0, 0.3, len(u))
+    fit = ridge_fit(U, M, u, m, y, 1.0)
+    moments = feature_moments(U, M, row_stats(U, n_movies, u, m, y))
+    rankings = feature_rankings(fit.coef, moments, ["age", "rare", "e0", "e1", "e2"], 2)
+    assert [t["name"] for t in rankings["coef"]] == ["rare", "age"]
+    assert [t["name"] for t in rankings["standardized"]] == ["age", "rare"]
+    assert rankings["correlation"][0]["name"] == "age"
+    assert rankings["standardized"][0]["standardized"] == pytest.approx(abs(fit.coef[0]) * age[u].std(), rel=1e-6)

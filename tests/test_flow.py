@@ -106,3 +106,16 @@ def test_alphas_pick_one_and_plot_the_curve(prefect_server, tmp_path, small_csv)
     assert doc["alpha"] == min(doc["alpha_curve"], key=lambda p: p["validation_rmse"])["alpha"]
     assert doc["solver"] == "factorized"
     assert (tmp_path / "out" / "alpha_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("strategy", ["user", "movie", "time"])
+def test_split_strategies_and_baselines_in_the_outputs(prefect_server, tmp_path, small_csv, strategy):
+    doc = run_flow(tmp_path, small_csv, extra=[f"split.strategy={strategy}", "plot.rank_by=standardized"])
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["split_strategy"] == strategy
+    assert set(metrics["baselines"]) == {"global_mean", "user_mean", "movie_mean", "bias"}
+    assert metrics["baselines"]["global_mean"]["test_rmse"] == pytest.approx(metrics["baseline_test_rmse"])
+    assert len(metrics["top_standardized"]) == 20 and len(metrics["top_correlation"]) == 20
+    standardized = [t["standardized"] for t in metrics["top_standardized"]]
+    assert standardized == sorted(standardized, reverse=True)
+    assert doc["n_train"] + doc["n_test"] == doc["n_rows"]

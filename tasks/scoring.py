@@ -1,0 +1,18 @@
+"""Scores of a rating predictor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """R², RMSE and MAE (R² as sklearn.metrics.r2_score)."""
+    y = np.asarray(y, dtype=np.float64)
+    err = y - np.asarray(pred, dtype=np.float64)
+    ss_res = float(err @ err)
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return {
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0,
+        "rmse": float(np.sqrt(ss_res / len(y))),
+        "mae": float(np.abs(err).mean()),
+    }
