@@ -123,6 +123,13 @@ class ModelConfig(Section):
         description="'factorized': normal equations from per-user/per-movie aggregates (no rating x feature "
         "matrix); 'dense': scikit-learn on the materialized matrix (the reference); 'auto': dense only when small.",
     )
+    ids: list[Literal["user_id", "movie_id"]] = Field(
+        default_factory=list,
+        title="Id bias terms",
+        description="Hybrid model: add one-hot user_id and/or movie_id columns (per-user / per-movie bias "
+        "terms, penalty id_alpha) to the user features and embeddings. E.g. [user_id, movie_id].",
+    )
+    id_alpha: float = Field(10.0, gt=0.0, title="Id penalty", description="L2 penalty of the id bias terms.")
     top_k: int = Field(20, ge=1, le=10_000, title="Top coefficients", description="How many |coef| to report.")
     bias_reg_user: float = Field(
         15.0, ge=0.0, title="Bias baseline: user penalty", description="λ_u of the user + movie bias baseline."

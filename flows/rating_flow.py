@@ -171,13 +171,14 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
         )
     merged = steps.run("merge", merge_task, loaded, embedded, cache_dir)
     features = steps.run("features", features_task, loaded["users"], embedded, cache_dir)
-    splits = steps.run("split", split_task, merged, config.split, cache_dir)
+    splits = steps.run("split", split_task, merged, config.split, config.model.validation_size, cache_dir)
     partitions = []
-    if pick_solver(config.model.solver, splits["n_train"], features["n_features"]) == "factorized":
-        validation = config.model.validation_size if config.model.alphas else None
+    solver = pick_solver(config.model.solver, splits["n_train"], features["n_features"])
+    if not config.model.ids and solver == "factorized":  # the hybrid model works on the rows directly
+        with_validation = bool(config.model.alphas)
         partitions = steps.map(
             "gram", gram_task,
-            [(features, merged, splits, part, runner.partitions, validation, config.split.seed + 1, cache_dir)
+            [(features, merged, splits, part, runner.partitions, with_validation, cache_dir)
              for part in range(runner.partitions)],
         )  # fmt: skip
     trained = steps.run(

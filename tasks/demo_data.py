@@ -74,7 +74,10 @@ GENRES: dict[str, tuple[float, list[str], list[str], list[str]]] = {
                  "defends the homestead from bandits", "leads a cattle drive through hostile land"]),
 }  # fmt: skip
 GENRE_NAMES = list(GENRES)
-PARQUET_ABOVE = 2_000_000  # ratings; above this 'auto' writes ratings.parquet
+PARQUET_ABOVE = 2_000_000
+# Effect sizes chosen so the baselines rank as on real ratings (RMSE: global > user mean > movie mean >
+# user + movie bias) while user features and genre texts still carry signal.
+USER_BIAS_SD, MOVIE_BIAS_SD, LATENT_DIM, LATENT_SD, NOISE_SD = 0.3, 0.45, 4, 0.45, 0.7  # ratings; above this 'auto' writes ratings.parquet
 GENRE_QUALITY = np.array([g[0] for g in GENRES.values()])
 SETTINGS = ["in a small town", "in New York", "during the war", "in the near future", "in the 1970s",
             "on a remote island", "in the countryside", "at a boarding school"]  # fmt: skip
@@ -157,10 +160,14 @@ def generate(users: int, movies: int, ratings: int, seed: int = 0, missing_overv
         0.012 * (user_t["age"].to_numpy() - 30)
         + np.where(user_t["gender"].to_numpy() == "F", 0.15, -0.05)
         + user_t["occupation"].map(occ_effect).to_numpy()
-        + rng.normal(0.0, 0.25, users)
+        + rng.normal(0.0, USER_BIAS_SD, users)  # each user's own leniency, beyond their features
     )
     n_genres = genre_mat.sum(axis=1)
-    movie_effect = 1.4 * (genre_mat @ GENRE_QUALITY) / n_genres + rng.normal(0.0, 0.25, movies)
+    # Genre quality (readable from the texts) plus each movie's own quality (not in its text).
+    movie_effect = 1.4 * (genre_mat @ GENRE_QUALITY) / n_genres + rng.normal(0.0, MOVIE_BIAS_SD, movies)
+    # Latent tastes: user x movie factors that neither features nor biases explain.
+    user_factors = rng.normal(0.0, LATENT_SD, (users, LATENT_DIM))
+    movie_factors = rng.normal(0.0, LATENT_SD, (movies, LATENT_DIM))
     # Tastes: user-feature x genre affinities that a linear model without interactions cannot fit.
     g = {name: genre_mat[:, i] for i, name in enumerate(GENRE_NAMES)}
     female = user_t["gender"].to_numpy() == "F"
@@ -172,7 +179,8 @@ def generate(users: int, movies: int, ratings: int, seed: int = 0, missing_overv
         + 0.4 * older[u] * g["Drama"][m]
         + 0.4 * young[u] * (g["Horror"][m] | g["Animation"][m])
     )
-    score = 3.55 + user_effect[u] + movie_effect[m] + affinity + rng.normal(0.0, 0.85, len(u))
+    latent = np.einsum("ij,ij->i", user_factors[u], movie_factors[m])
+    score = 3.55 + user_effect[u] + movie_effect[m] + affinity + latent + rng.normal(0.0, NOISE_SD, len(u))
     rating_t = pd.DataFrame(
         {
             "user_id": user_t["user_id"].to_numpy()[u],

@@ -39,6 +39,7 @@ def metrics_document(
         "intercept": metrics["intercept"],
         "alpha": metrics["alpha"],
         "solver": metrics["solver"],
+        **{k: metrics[k] for k in ("ids", "id_alpha", "cg_iterations") if k in metrics},
         **({"alpha_curve": metrics["alpha_curve"]} if "alpha_curve" in metrics else {}),
         "top_features": [{"name": t["name"], "coef": t["coef"]} for t in trained["top"]],
         "top_standardized": [

@@ -23,6 +23,7 @@ from tasks.ridge import (
     solve_path,
 )
 from tasks.baselines import baseline_metrics
+from tasks.hybrid import HybridFit, HybridSystem, hybrid_fit
 from tasks.scoring import regression_metrics
 from tasks.splits import split_positions, split_rows
 from tasks.store import Store, get_array, get_json, get_table
@@ -98,12 +99,14 @@ def reduce_stats(parts: list[dict[str, RowStats]]) -> dict[str, RowStats]:
 def alpha_curve(
     U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray,
     alphas: list[float], solver: str, validation_size: float, seed: int, stats: dict[str, RowStats] | None = None,
+    val_mask: np.ndarray | None = None,
 ) -> list[dict]:  # fmt: skip
     """Validation RMSE of each alpha: fit on part of the rows, score on the rest (``validation_size``).
 
     The factorized solver gets every alpha from one eigendecomposition of the fit part's statistics
     (``stats['fit']`` when given, e.g. reduced from partitions); the dense one refits each alpha."""
-    val_mask = validation_mask(len(y), validation_size, seed)
+    if val_mask is None:
+        val_mask = validation_mask(len(y), validation_size, seed)
     fit_part, val_part = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
     if solver == "dense":
         args = (U, M, user_idx[fit_part], movie_idx[fit_part], y[fit_part])
@@ -132,18 +135,27 @@ def evaluate(
     validation_size: float = 0.1,
     seed: int = 0,
     stats: dict[str, RowStats] | None = None,
-) -> tuple[RidgeFit, dict]:
+    ids: list[str] | tuple[str, ...] = (),
+    id_alpha: float = 10.0,
+    val_mask: np.ndarray | None = None,
+) -> tuple[RidgeFit | HybridFit, dict]:
     """Fit on the train rows (alpha, or the best of ``alphas`` on a validation part of them); metrics
     of the model and of the global-mean baseline on both sides. ``stats``: the training rows'
-    statistics reduced from partitions ({'all'} or {'fit', 'val'}); computed here when not given."""
+    statistics reduced from partitions ({'all'} or {'fit', 'val'}); computed here when not given.
+    ``ids``: the hybrid model with per-user/per-movie bias terms (tasks/hybrid.py). ``val_mask``: which
+    training rows score the alphas (default: a random ``validation_size`` of them)."""
+    if alphas and val_mask is None:
+        val_mask = validation_mask(len(train), validation_size, seed + 1)
+    if ids:
+        fit, metrics = fit_hybrid(U, M, user_idx, movie_idx, y, train, alpha, alphas, val_mask, ids, id_alpha)
+        return fit, score(fit, U, M, user_idx, movie_idx, y, train, test, metrics)
     solver = pick_solver(solver, len(train), U.shape[1] + M.shape[1])
     metrics: dict = {"solver": solver}
     if solver == "factorized" and stats is None:
-        mask = validation_mask(len(train), validation_size, seed + 1) if alphas else None
-        stats = partition_stats(U, M.shape[0], user_idx, movie_idx, y, train, val_mask=mask)
+        stats = partition_stats(U, M.shape[0], user_idx, movie_idx, y, train, val_mask=val_mask if alphas else None)
     if alphas:
         curve = alpha_curve(
-            U, M, user_idx[train], movie_idx[train], y[train], alphas, solver, validation_size, seed + 1, stats
+            U, M, user_idx[train], movie_idx[train], y[train], alphas, solver, validation_size, seed + 1, stats, val_mask
         )
         alpha = min(curve, key=lambda point: point["validation_rmse"])["alpha"]
         metrics["alpha_curve"] = curve
@@ -154,6 +166,39 @@ def evaluate(
         train_stats = stats["all"] if "all" in stats else stats["fit"] + stats["val"]
         fit = solve(centred_system(U, M, train_stats), alpha)
     fit.moments = feature_moments(U, M, train_stats)
+    metrics["alpha"] = alpha
+    return fit, score(fit, U, M, user_idx, movie_idx, y, train, test, metrics)
+
+
+def fit_hybrid(
+    U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray, train: np.ndarray,
+    alpha: float, alphas: list[float] | None, val_mask: np.ndarray | None, ids, id_alpha: float,
+) -> tuple[HybridFit, dict]:  # fmt: skip
+    """The hybrid model on the training rows; alphas (if any) scored on a validation part of them."""
+    user_ids, movie_ids = "user_id" in ids, "movie_id" in ids
+    metrics: dict = {"solver": "hybrid", "ids": list(ids), "id_alpha": id_alpha}
+    u, m, yt = user_idx[train], movie_idx[train], y[train]
+    if alphas:
+        fit_part, val_part = ~val_mask, val_mask
+        system = HybridSystem(U, M, u[fit_part], m[fit_part], yt[fit_part], user_ids, movie_ids)
+        curve, theta = [], None
+        for candidate in alphas:
+            candidate_fit, theta = hybrid_fit(system, candidate, id_alpha, theta)  # warm start along the path
+            pred = candidate_fit.predict(U, M, u[val_part], m[val_part])
+            curve.append({"alpha": candidate, "validation_rmse": regression_metrics(yt[val_part], pred)["rmse"]})
+        alpha = min(curve, key=lambda point: point["validation_rmse"])["alpha"]
+        metrics["alpha_curve"] = curve
+    fit, _ = hybrid_fit(HybridSystem(U, M, u, m, yt, user_ids, movie_ids), alpha, id_alpha)
+    fit.moments = feature_moments(U, M, row_stats(U, M.shape[0], u, m, yt))
+    metrics.update(alpha=alpha, cg_iterations=fit.iterations)
+    return fit, metrics
+
+
+def score(
+    fit: RidgeFit | HybridFit, U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray,
+    y: np.ndarray, train: np.ndarray, test: np.ndarray, metrics: dict,
+) -> dict:  # fmt: skip
+    """Add the model's and the global-mean baseline's R², RMSE, MAE on both sides to ``metrics``."""
     per_user, per_movie = fit.partial_scores(U, M)
     global_mean = float(np.mean(y[train], dtype=np.float64))
     for side, rows in (("train", train), ("test", test)):
@@ -162,8 +207,8 @@ def evaluate(
             metrics[f"{side}_{name}"] = value
         for name, value in regression_metrics(y[rows], np.full(len(rows), global_mean)).items():
             metrics[f"baseline_{side}_{name}"] = value
-    metrics.update(global_mean=global_mean, intercept=fit.intercept, alpha=alpha)
-    return fit, metrics
+    metrics.update(global_mean=global_mean, intercept=fit.intercept)
+    return metrics
 
 
 def load_blocks(features: dict, rows: dict) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, list[str]]:
@@ -190,32 +235,38 @@ def get_stats(refs: dict) -> dict[str, RowStats]:
 
 
 @task(name="split", **TASK_OPTIONS)
-def split_task(rows: dict, split: BaseModel, cache_dir: str) -> dict:
-    """Train/test positions of the merged rows by split.strategy, reproducible from split.seed."""
+def split_task(rows: dict, split: BaseModel, validation_size: float, cache_dir: str) -> dict:
+    """Train/test positions of the merged rows by split.strategy, reproducible from split.seed, and the
+    validation part of the training rows (same strategy, seed + 1) that scores model.alphas: with the
+    'movie' strategy its movies are unseen too, so alpha is chosen for cold start."""
     table = get_table(rows["rows"])
     timestamp = table["timestamp"].to_numpy() if "timestamp" in table.columns else None
-    train, test = split_positions(
-        split.strategy, table["user_idx"].to_numpy(), table["movie_idx"].to_numpy(), timestamp, split.test_size, split.seed
-    )
+    user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
+    train, test = split_positions(split.strategy, user_idx, movie_idx, timestamp, split.test_size, split.seed)
+    val = split_positions(
+        split.strategy, user_idx[train], movie_idx[train], None if timestamp is None else timestamp[train],
+        validation_size, split.seed + 1,
+    )[1]  # fmt: skip
+    validation = np.zeros(len(train), dtype=bool)
+    validation[val] = True
     run_logger(log).info(
         "split (%s): %d train, %d test rows (test_size=%s, seed=%d)",
         split.strategy, len(train), len(test), split.test_size, split.seed,
     )  # fmt: skip
     store = Store(cache_dir)
     return {"train": store.put_array(train).model_dump(), "test": store.put_array(test).model_dump(),
-            "n_train": len(train), "n_test": len(test)}  # fmt: skip
+            "validation": store.put_array(validation).model_dump(), "n_train": len(train), "n_test": len(test)}  # fmt: skip
 
 
 @task(name="gram", **TASK_OPTIONS)
 def gram_task(
-    features: dict, rows: dict, splits: dict, part: int, n_parts: int, validation_size: float | None, seed: int,
-    cache_dir: str,
-) -> dict:  # fmt: skip
+    features: dict, rows: dict, splits: dict, part: int, n_parts: int, with_validation: bool, cache_dir: str
+) -> dict:
     """Row statistics of partition ``part`` of ``n_parts`` of the training rows (the map of a
-    map-reduce; ``validation_size`` set: fit and validation parts apart, for the alpha path)."""
+    map-reduce; ``with_validation``: fit and validation parts apart, for the alpha path)."""
     U, table = get_array(features["U"]), get_table(rows["rows"])
     train = get_array(splits["train"])
-    mask = validation_mask(len(train), validation_size, seed) if validation_size else None
+    mask = get_array(splits["validation"]) if with_validation else None
     stats = partition_stats(
         U, features["n_movies"], table["user_idx"].to_numpy(), table["movie_idx"].to_numpy(),
         table["rating"].to_numpy(dtype=np.float64), train, part, n_parts, mask,
@@ -237,7 +288,7 @@ def train_task(
     stats = reduce_stats([get_stats(p) for p in partitions]) if partitions else None
     fit, metrics = evaluate(
         U, M, user_idx, movie_idx, y, train, test, model.alpha, model.solver, model.alphas, model.validation_size,
-        split.seed, stats,
+        split.seed, stats, model.ids, model.id_alpha, get_array(splits["validation"]),
     )  # fmt: skip
     for point in metrics.get("alpha_curve", []):
         logger.info("alpha %s: validation RMSE %.4f", point["alpha"], point["validation_rmse"])
