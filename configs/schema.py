@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tasks.errors import InputError
 
@@ -64,6 +64,13 @@ class DataConfig(Section):
 class EmbeddingConfig(Section):
     """Sentence-embedding model and batching."""
 
+    @field_validator("fields")
+    @classmethod
+    def _distinct_fields(cls, fields: list[str]) -> list[str]:
+        if len(set(fields)) != len(fields):
+            raise ValueError("each field at most once")
+        return fields
+
     model: str = Field(
         "all-MiniLM-L6-v2",
         min_length=1,
@@ -80,6 +87,12 @@ class EmbeddingConfig(Section):
         pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
         title="Device",
         description="'auto' = CUDA when available, else CPU; or cpu, cuda, cuda:N, mps.",
+    )
+    fields: list[Literal["title", "overview"]] = Field(
+        default_factory=lambda: ["title", "overview"],
+        min_length=1,
+        title="Text fields",
+        description="Which movie texts are embedded and used as features (ablations: [title], [overview]).",
     )
     normalize: bool = Field(True, title="Normalize", description="L2-normalize embeddings (normalize_embeddings).")
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(

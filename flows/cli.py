@@ -103,6 +103,43 @@ def run(
     _print_summary(document)
 
 
+@app.command()
+def compare(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML profile the variants start from.")] = None,
+    grids: Annotated[
+        list[str] | None,
+        typer.Option("--grid", "-g", help="key=value1,value2,... (values as YAML; commas inside [...] stay). Repeatable."),
+    ] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override for every variant.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default outputs/compare-<run>/).")] = None,
+) -> None:
+    """Run every combination of the grids and compare test RMSE/R² beside the baselines."""
+    from configs.schema import DEFAULT_PROFILE, apply_overrides, read_profile
+
+    try:
+        from flows.compare import grid_variants, variant_configs
+
+        source = str(config or DEFAULT_PROFILE)
+        base = apply_overrides(read_profile(config or DEFAULT_PROFILE), overrides or [])
+        variants = grid_variants(grids or [])
+        configs = variant_configs(base, variants, source)
+    except InputError as exc:
+        fail(str(exc))
+
+    from flows.compare import compare_flow
+
+    _quiet_input_error_tracebacks()
+    typer.echo(f"{len(variants)} variants", err=True)
+    try:
+        result = compare_flow(configs, variants, str(out) if out else None)
+    except InputError as exc:
+        fail(str(exc))
+    from flows.compare import comparison_markdown
+
+    typer.echo(comparison_markdown(result["rows"]))
+    typer.echo(f"outputs: {result['out_dir']}")
+
+
 PROJECT_FILE = Path(__file__).resolve().parents[1] / "prefect.yaml"
 
 

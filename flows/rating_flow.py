@@ -45,9 +45,6 @@ from tasks.report import report_markdown
 from tasks.store import get_bytes
 from tasks.train import gram_task, pick_solver, split_task, train_task
 
-TEXT_FIELDS = ("title", "overview")
-
-
 def embedding_summary(embedded: dict[str, dict], chunks: dict[str, dict], cached_fields: list[str]) -> dict[str, Any]:
     """metrics.json's ``embedding`` block: totals over the fields, and each field's own figures.
 
@@ -161,7 +158,7 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
     loaded = steps.run("load", load_task, data_dir, data_fingerprint(data_dir), data.movies_limit, data.unknown_ids, cache_dir)
     source = model_source_task(embedding.model, embedding.normalize)
     embedded, chunks = {}, {}
-    for field in TEXT_FIELDS:
+    for field in embedding.fields:
         texts = movie_texts(loaded["movies"], field, data.missing_overview)
         chunks[field] = embed_missing_texts(
             field, texts, source, embedding, cache_dir, cache.refresh, runner.kind == "dask", logger
@@ -188,7 +185,7 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
 
     seconds = {**steps.seconds, "flow_body": round(time.perf_counter() - body_started, 3)}  # before the outputs
     cached = steps.cached
-    embedding_stats = embedding_summary(embedded, chunks, cached_fields=[f for f in TEXT_FIELDS if f"embed_{f}" in cached])
+    embedding_stats = embedding_summary(embedded, chunks, cached_fields=[f for f in embedding.fields if f"embed_{f}" in cached])
     document = metrics_document(loaded, merged, features, trained, embedding_stats, config.model_dump(mode="json"), seconds)
     document["cached_tasks"] = cached
     logger.info("cached tasks: %s", ", ".join(cached) if cached else "none")
