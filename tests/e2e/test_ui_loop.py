@@ -198,6 +198,24 @@ return {"demo": [(s.schedule.cron, s.active) for s in demo.schedules], "ml": len
     assert schedules == {"demo": [["0 6 * * *", True]], "ml": 0, "pool": "movie-ratings"}
 
 
+def test_run_form_schema_has_titles_descriptions_and_bounds(deployed):
+    """The UI's run form is rendered from the deployment's parameter schema."""
+    schema = client_call(
+        deployed,
+        """
+d = await client.read_deployment_by_name("movie-ratings/demo")
+return d.parameter_openapi_schema
+""",
+    )
+    assert {"data", "embedding", "split", "model", "plot", "cache", "runner"} <= set(schema["properties"])
+    model = schema["definitions"]["ModelConfig"]["properties"]
+    assert model["alpha"]["title"] == "Alpha" and model["alpha"]["minimum"] == 0.0 and model["alpha"]["default"] == 5.0
+    assert "L2 penalty" in model["alpha"]["description"]
+    split = schema["definitions"]["SplitConfig"]["properties"]
+    assert split["strategy"]["enum"] == ["random", "user", "movie", "time"]
+    assert split["test_size"]["exclusiveMaximum"] == 1.0
+
+
 def test_bad_data_dir_fails_with_the_message(deployed, tmp_path):
     started = prefect(
         deployed, "deployment", "run", "movie-ratings/ml-1m",
