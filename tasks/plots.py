@@ -16,19 +16,11 @@ from pydantic import BaseModel  # noqa: E402
 
 from tasks.caching import TASK_OPTIONS, run_logger  # noqa: E402
 from tasks.features import feature_column  # noqa: E402
+from tasks.ridge import RowStats, feature_moments  # noqa: E402
 from tasks.store import Store  # noqa: E402
 from tasks.train import load_blocks  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-
-def correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation; 0 when either side is constant."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    xc, yc = x - x.mean(), y - y.mean()
-    denom = np.sqrt((xc @ xc) * (yc @ yc))
-    return float(xc @ yc / denom) if denom > 0 else 0.0
 
 
 def _png(fig) -> bytes:
@@ -39,25 +31,18 @@ def _png(fig) -> bytes:
 
 
 def scatter_png(
-    features: list[tuple[str, np.ndarray]],
+    features: list[tuple[str, np.ndarray, float]],
     rating: np.ndarray,
     jitter: float = 0.3,
-    max_points: int = 5_000,
     seed: int = 0,
     title: str = "Top features by |coef| against the rating",
-) -> tuple[bytes, dict[str, float]]:
-    """2x3 scatter of each (name, values) against rating + U(-jitter, jitter); the title of each
-    subplot carries the correlation (computed on all rows, before jitter). Returns PNG and correlations."""
-    rng = np.random.default_rng(seed)
-    n = len(rating)
-    sample = np.sort(rng.choice(n, size=max_points, replace=False)) if n > max_points else np.arange(n)
-    jittered = rating[sample] + rng.uniform(-jitter, jitter, size=len(sample))
+) -> bytes:
+    """2x3 scatter of each (name, values, correlation) against rating + U(-jitter, jitter); the title
+    of each subplot carries the correlation, computed by the caller on all rows (before jitter)."""
+    jittered = rating + np.random.default_rng(seed).uniform(-jitter, jitter, size=len(rating))
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    correlations = {}
-    for ax, (name, values) in zip(axes.ravel(), features):
-        corr = correlation(values, rating)
-        correlations[name] = corr
-        ax.scatter(values[sample], jittered, s=2, alpha=0.3, rasterized=True)
+    for ax, (name, values, corr) in zip(axes.ravel(), features):
+        ax.scatter(values, jittered, s=2, alpha=0.3, rasterized=True)
         ax.set_title(f"{name}\ncorr = {corr:.3f}", fontsize=10)
         ax.set_xlabel(name)
         ax.set_ylabel("rating (jittered)")
@@ -65,7 +50,24 @@ def scatter_png(
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    return _png(fig), correlations
+    return _png(fig)
+
+
+def all_rows_correlations(
+    U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray, rating: np.ndarray
+) -> np.ndarray:
+    """Every feature's correlation with the rating over all rows, from per-user and per-movie counts
+    and sums (O(rows) once, then O((users + movies)·d)); no per-row feature column is gathered."""
+    rating = np.asarray(rating, dtype=np.float64)
+    stats = RowStats(
+        n=len(rating), y_sum=float(rating.sum()), y_sq=float(rating @ rating),
+        n_u=np.bincount(user_idx, minlength=U.shape[0]).astype(np.float64),
+        n_m=np.bincount(movie_idx, minlength=M.shape[0]).astype(np.float64),
+        s_u=np.bincount(user_idx, weights=rating, minlength=U.shape[0]),
+        s_m=np.bincount(movie_idx, weights=rating, minlength=M.shape[0]),
+        ctu=np.empty((0, 0)),  # not needed for moments
+    )  # fmt: skip
+    return feature_moments(U, M, stats).correlation
 
 
 def coefficients_png(top: list[dict]) -> bytes:
@@ -105,10 +107,18 @@ def plots_task(features: dict, rows: dict, trained: dict, plot: BaseModel, cache
     user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
     rating = table["rating"].to_numpy(dtype=np.float64)
     top = trained["rankings"][plot.rank_by][: plot.top_features]
-    columns = [(t["name"], feature_column(U, M, t["index"], user_idx, movie_idx)) for t in top]
+    all_corr = all_rows_correlations(U, M, user_idx, movie_idx, rating)
+    correlations = {t["name"]: float(all_corr[t["index"]]) for t in top}
+    n = len(rating)
+    rng = np.random.default_rng(plot.seed)
+    sample = np.sort(rng.choice(n, size=plot.max_points, replace=False)) if n > plot.max_points else np.arange(n)
+    columns = [
+        (t["name"], feature_column(U, M, t["index"], user_idx[sample], movie_idx[sample]), correlations[t["name"]])
+        for t in top
+    ]
     by = {"coef": "|coef|", "standardized": "|coef| x std", "correlation": "|correlation|"}[plot.rank_by]
-    scatter, correlations = scatter_png(
-        columns, rating, plot.jitter, plot.max_points, plot.seed, title=f"Top features by {by} against the rating"
+    scatter = scatter_png(
+        columns, rating[sample], plot.jitter, plot.seed + 1, title=f"Top features by {by} against the rating"
     )
     run_logger(log).info(
         "plots: correlation with the rating of the top features: %s",

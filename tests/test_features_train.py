@@ -186,3 +186,12 @@ def test_standardized_ranking_differs_from_the_raw_one():
     assert [t["name"] for t in rankings["standardized"]] == ["age", "rare"]
     assert rankings["correlation"][0]["name"] == "age"
     assert rankings["standardized"][0]["standardized"] == pytest.approx(abs(fit.coef[0]) * age[u].std(), rel=1e-6)
+
+
+def test_all_rows_correlations_match_numpy():
+    from tasks.plots import all_rows_correlations
+
+    U, M, u, m, y = random_problem(seed=14)
+    X = gather_rows(U, M, u, m)
+    expected = [np.corrcoef(X[:, j], y)[0, 1] for j in range(X.shape[1])]
+    np.testing.assert_allclose(all_rows_correlations(U, M, u, m, y), expected, rtol=1e-7, atol=1e-12)
