@@ -90,7 +90,6 @@ def stored_vectors(cache_dir: str) -> dict[str, "object"]:
 
 def notebook_path(data_dir: str, cache_dir: str, movies_limit: int | None) -> dict:
     """The notebook's way, embeddings looked up instead of recomputed."""
-    import numpy as np
     import pandas as pd
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import train_test_split

@@ -291,7 +291,6 @@ def embed_texts(
     chunk_size: int = 256,
     label: str = "texts",
     logger: logging.Logger | logging.LoggerAdapter = log,
-    progress: Callable[[int, int], None] | None = None,
     reuse: bool = True,
 ) -> EmbeddingResult:
     """Embed texts (None = no text), reusing cached vectors (unless ``reuse`` is false) and writing
@@ -323,8 +322,6 @@ def embed_texts(
             bar.update(len(chunk))
             rate = done / max(time.perf_counter() - started, 1e-9)
             logger.info("%s: embedded %d/%d (%.1f texts/s)", label, done, n_todo, rate)
-            if progress:
-                progress(done, n_todo)
     seconds = time.perf_counter() - started
 
     dim = next(iter(cached.values())).shape[0] if cached else 0

@@ -17,7 +17,7 @@ import pandas as pd
 from prefect import task
 
 from tasks.caching import TASK_OPTIONS, run_logger
-from tasks.store import Store, get_array, get_json, get_table
+from tasks.store import Store, get_array, get_table
 
 log = logging.getLogger(__name__)
 
