@@ -266,21 +266,31 @@ def movie_texts(movies: dict, field: str, missing: str) -> list[str | None]:
     return prepare_texts(get_table(movies)[field].tolist(), missing)[0]
 
 
+def distinct_texts(texts: Sequence[str | None], identity: str) -> dict[str, str]:
+    """key → text for each distinct present text (None = no text), first occurrence first."""
+    return {text_key(identity, t): t for t in texts if t is not None}
+
+
+def by_length(distinct: dict[str, str], skip: set[str] | dict) -> list[str]:
+    """The keys not in ``skip``, shortest text first, so each batch pads little."""
+    return sorted((k for k in distinct if k not in skip), key=lambda k: (len(distinct[k]), k))
+
+
 def plan_chunks(
     texts: Sequence[str | None], identity: str, store: EmbeddingStore, chunk_size: int, refresh: bool = False
 ) -> list[list[str]]:
-    """The distinct texts missing from the store (all of them with ``refresh``), sorted by length so
-    each batch pads little, cut into chunks of ``chunk_size``."""
-    unique = {text_key(identity, t): t for t in texts if t is not None}
-    have = set() if refresh else store.keys()
-    todo = sorted((t for k, t in unique.items() if k not in have), key=lambda t: (len(t), t))
+    """The distinct texts missing from the store (all of them with ``refresh``), shortest first, cut
+    into chunks of ``chunk_size``."""
+    distinct = distinct_texts(texts, identity)
+    todo = [distinct[k] for k in by_length(distinct, set() if refresh else store.keys())]
     return [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
 
 
-def embed_chunk(texts: list[str], encode: Encoder, store: EmbeddingStore, identity: str) -> int:
-    """Embed one chunk and write it to the store (atomically); returns how many texts."""
-    store.save([text_key(identity, t) for t in texts], encode(texts))
-    return len(texts)
+def embed_chunk(texts: list[str], encode: Encoder, store: EmbeddingStore, identity: str) -> np.ndarray:
+    """Embed one chunk and write it to the store (atomically); returns its vectors."""
+    vectors = encode(texts)
+    store.save([text_key(identity, t) for t in texts], vectors)
+    return vectors
 
 
 def embed_texts(
@@ -296,12 +306,9 @@ def embed_texts(
     """Embed texts (None = no text), reusing cached vectors (unless ``reuse`` is false) and writing
     each new chunk to the store."""
     keys = [text_key(identity, t) if t is not None else None for t in texts]
-    unique: dict[str, str] = {}
-    for key, text in zip(keys, texts):
-        if key is not None:
-            unique.setdefault(key, text)
+    unique = distinct_texts(texts, identity)
     cached = store.load(set(unique), logger) if reuse else {}
-    todo = sorted((k for k in unique if k not in cached), key=lambda k: (len(unique[k]), k))
+    todo = by_length(unique, cached)
     n_todo = len(todo)
     logger.info(
         "%s: %d texts, %d distinct, %d cached, %d to embed in chunks of %d",
@@ -315,9 +322,7 @@ def embed_texts(
     with tqdm(total=n_todo, desc=f"embedding {label}", unit="text", disable=n_todo == 0, leave=False) as bar:
         for start in range(0, n_todo, chunk_size):
             chunk = todo[start : start + chunk_size]
-            vectors = encode([unique[k] for k in chunk])
-            store.save(chunk, vectors)
-            cached.update(zip(chunk, vectors))
+            cached.update(zip(chunk, embed_chunk([unique[k] for k in chunk], encode, store, identity)))
             done += len(chunk)
             bar.update(len(chunk))
             rate = done / max(time.perf_counter() - started, 1e-9)
@@ -379,8 +384,8 @@ def embed_chunk_task(texts: list[str], model: dict, embedding: BaseModel, cache_
     worker with runner.kind=dask; the model is loaded once per worker process."""
     source = ModelSource(**model)
     started = time.perf_counter()
-    n = embed_chunk(texts, lazy_encoder(source, embedding, run_logger(log)), EmbeddingStore(cache_dir, source.identity), source.identity)
-    return {"texts": n, "seconds": time.perf_counter() - started}
+    embed_chunk(texts, lazy_encoder(source, embedding, run_logger(log)), EmbeddingStore(cache_dir, source.identity), source.identity)
+    return {"texts": len(texts), "seconds": time.perf_counter() - started}
 
 
 @task(name="embed", **TASK_OPTIONS)
