@@ -13,7 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from tasks.caching import INPUT_HASHES
+from pydantic import TypeAdapter, ValidationError
+
+from tasks.records import record_storage
+from tasks.results import RESULT_MODELS
 from tasks.store import broken_refs
+
+
+def wrong_shape(task_name: str, result: Any) -> list[str]:
+    """Why a task result is not of its stage's shape (``tasks/results.py``); empty when it is."""
+    model = RESULT_MODELS.get(task_name)
+    if model is None:
+        return []
+    try:
+        TypeAdapter(model).validate_python(result)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return [f"not a {task_name} result: {'.'.join(map(str, first['loc'])) or 'value'}: {first['msg']}"]
+    return []
 
 
 class Steps:
@@ -24,7 +41,7 @@ class Steps:
             # Result records (metadata + JSON value in one file) keyed by cache key. No separate
             # key_storage: then Prefect's exists() reads only the metadata, and a damaged value file
             # crashes the read instead of counting as a cache miss.
-            "result_storage": Path(cache_dir) / "prefect-results",
+            "result_storage": record_storage(str(Path(cache_dir) / "prefect-results")),
             "cache_policy": INPUT_HASHES,
             "refresh_cache": refresh,
         }
@@ -36,7 +53,7 @@ class Steps:
         result = state.result()  # raises the task's exception (e.g. InputError) when it failed
         if state.name != "Cached":
             return result, False
-        broken = broken_refs(result)
+        broken = wrong_shape(task.name, result) or broken_refs(result)
         if not broken:
             return result, True
         self.logger.warning("%s: cached result unusable (%s); recomputing", name, "; ".join(broken[:3]))

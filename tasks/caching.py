@@ -6,8 +6,9 @@ data files, ``StoredRef``s of store objects, the model's identity), so hashing t
 *is* hashing the content. The key also folds in a hash of this package's source (the code a task
 calls, not only its own body), so changing any stage's code invalidates its results.
 
-Results are plain JSON (dicts of refs and numbers) with ``result_serializer="json"``: nothing is
-unpickled when a cached result is read.
+Results are plain JSON (dicts of refs and numbers), written and read by ``tasks/records.py``: a
+record that is not what we wrote (another serializer, a pickle payload, a wrong shape) is a cache
+miss, never code.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 from pydantic import BaseModel
+
+from tasks.records import PlainJSONSerializer
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -64,7 +67,7 @@ INPUT_HASHES = InputHashes()
 TASK_OPTIONS: dict[str, Any] = {
     "cache_policy": INPUT_HASHES,
     "persist_result": True,
-    "result_serializer": "json",
+    "result_serializer": PlainJSONSerializer(),
 }
 
 

@@ -12,17 +12,16 @@ from __future__ import annotations
 import io
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from prefect import task
 
+from tasks.atomic import atomic_write_bytes, staged_folder
 from tasks.caching import CODE_VERSION, TASK_OPTIONS, run_logger
 from tasks.load import OCCUPATIONS
-from tasks.store import StoredRef, atomic_write_bytes, dir_digest, sha256_text
+from tasks.store import StoredRef, dir_digest, sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -262,11 +261,10 @@ def demo_data_task(users: int, movies: int, ratings: int, seed: int, cache_dir: 
     if not out.exists():
         run_logger(log).info("generating demo data: %d users, %d movies, %d ratings, seed %d", users, movies, ratings, seed)
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=out.parent))
-        os.chmod(staging, 0o755)
-        write_demo_data(staging, users=users, movies=movies, ratings=ratings, seed=seed)
-        try:
-            os.rename(staging, out)  # the folder appears complete or not at all
-        except OSError:  # a concurrent run got there first: same content
-            shutil.rmtree(staging, ignore_errors=True)
+        with staged_folder(out.parent, key) as staging:
+            write_demo_data(staging, users=users, movies=movies, ratings=ratings, seed=seed)
+            try:
+                os.rename(staging, out)  # the folder appears complete or not at all
+            except OSError:  # a concurrent run got there first: same content
+                pass
     return StoredRef(path=str(out), sha256=dir_digest(out), kind="dir").model_dump()

@@ -27,7 +27,8 @@ from pydantic import BaseModel
 
 from tasks.caching import TASK_OPTIONS, run_logger
 from tasks.errors import InputError
-from tasks.store import Store, atomic_write_bytes, get_table, sha256_file
+from tasks.atomic import atomic_write_bytes
+from tasks.store import Store, get_table, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from tasks.atomic import atomic_write_bytes
+
 CHUNK = 1 << 20
-# mkstemp creates files 0600; give written files the permissions a plain open() would (read at import,
-# when no other thread can race on the process-wide umask).
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class StoredRef(BaseModel):
@@ -59,28 +56,6 @@ def dir_digest(path: str | os.PathLike) -> str:
     for file in sorted(p for p in Path(path).iterdir() if p.is_file()):
         digest.update(f"{file.name}\x00{sha256_file(file)}\x00".encode())
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either nothing or all of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class Store:

@@ -1,0 +1,100 @@
+"""A cache directory others can write: nothing found there runs code or is used unverified.
+
+Planted Prefect result records (pickle, Prefect's own json decoder naming classes, the wrong shape)
+and flipped bytes in embedding files must each be a cache miss: warning, recompute, and the same
+results as a clean run."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.flowrun import run_flow
+from tests.test_caching import comparable, tasks_run
+
+
+# A protocol-0 pickle that calls os.system("touch <marker>") when unpickled, written out by hand.
+def evil_pickle(marker: Path) -> bytes:
+    return b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+
+
+def records(cache: Path) -> list[Path]:
+    return sorted(p for p in (cache / "prefect-results").iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def rewrite(path: Path, serializer: dict, payload: str) -> None:
+    record = json.loads(path.read_bytes())
+    record["metadata"]["serializer"] = serializer
+    record["result"] = payload
+    path.write_text(json.dumps(record))
+
+
+def test_planted_pickle_record_never_runs_and_is_recomputed(prefect_server, tmp_path, small_csv, caplog):
+    clean = run_flow(tmp_path, small_csv, "clean")
+    marker = tmp_path / "pwned"
+    planted = records(tmp_path / "cache")
+    assert planted, "the first run persisted no result records"
+    payload = base64.encodebytes(evil_pickle(marker)).decode()
+    for path in planted:
+        rewrite(path, {"type": "pickle", "picklelib": "pickle", "picklelib_version": None}, payload)
+
+    again = run_flow(tmp_path, small_csv, "again")
+    assert not marker.exists(), "a planted pickle record was unpickled"
+    assert comparable(again) == comparable(clean)
+    assert again["cached_tasks"] == []  # every planted record was a miss, and was overwritten
+    third = run_flow(tmp_path, small_csv, "third")
+    assert set(third["cached_tasks"]) == tasks_run(third)  # every result we write validates as its stage's shape
+
+
+def test_prefect_json_records_naming_classes_are_refused(prefect_server, tmp_path, small_csv):
+    """Prefect's own 'json' serializer imports the class a record names (``__class__``,
+    ``__exc_type__``); such a record must not even be decoded."""
+    clean = run_flow(tmp_path, small_csv, "clean")
+    for path in records(tmp_path / "cache"):
+        rewrite(path, {"type": "json"}, json.dumps({"__exc_type__": "builtins.SystemExit", "message": "3"}))
+    again = run_flow(tmp_path, small_csv, "again")
+    assert comparable(again) == comparable(clean) and again["cached_tasks"] == []
+
+
+def test_record_of_the_wrong_shape_is_a_miss(prefect_server, tmp_path, small_csv, caplog):
+    clean = run_flow(tmp_path, small_csv, "clean")
+    for path in records(tmp_path / "cache"):
+        rewrite(path, {"type": "movie-ratings-json"}, json.dumps({"unexpected": [1, 2, 3]}))
+    again = run_flow(tmp_path, small_csv, "again")
+    assert comparable(again) == comparable(clean)
+    assert "cached result unusable" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\x80\x04K\x01.",  # a bare pickle
+        b'{"metadata": {"serializer": {"type": "pickle"}}, "result": "gARLAS4="}',
+        b'{"metadata": {"serializer": {"type": "movie-ratings-json"}}, "result": "{not json"}',
+        b'{"metadata": {"serializer": {"type": "movie-ratings-json"}}, "result": "{}", "extra": 1}',
+        b'[1, 2, 3]',
+    ],
+)
+def test_checked_record_refuses_anything_we_did_not_write(content):
+    from tasks.records import checked_record
+
+    with pytest.raises(ValueError):
+        checked_record(content)
+
+
+def test_checked_record_accepts_what_the_serializer_writes():
+    from tasks.records import PlainJSONSerializer, checked_record
+
+    serializer = PlainJSONSerializer()
+    record = {"metadata": {"serializer": {"type": "movie-ratings-json"}, "storage_key": "k", "expiration": None,
+                           "prefect_version": "3.9.1", "storage_block_id": None},
+              "result": serializer.dumps({"a": [1, 2.5]}).decode()}  # fmt: skip
+    content = json.dumps(record).encode()
+    assert checked_record(content) == content
+    assert serializer.loads(record["result"].encode()) == {"a": [1, 2.5]}
+    # a failed task's exception is kept as plain data, never as a class to import
+    assert json.loads(serializer.dumps(ValueError("bad"))) == {"error": "ValueError", "message": "bad"}
