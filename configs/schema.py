@@ -20,7 +20,8 @@ DEFAULT_PROFILE = PROFILE_DIR / "demo.yaml"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: .inf / .nan in a YAML value is refused here (metrics.json stays strict JSON)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DemoData(Section):
@@ -119,8 +120,11 @@ class SplitConfig(Section):
 class ModelConfig(Section):
     """The Ridge regression."""
 
-    alpha: float = Field(5.0, ge=0.0, title="Alpha", description="L2 penalty of the Ridge (intercept unpenalized).")
-    alphas: list[Annotated[float, Field(ge=0.0)]] | None = Field(
+    alpha: float = Field(
+        5.0, gt=0.0, title="Alpha", description="L2 penalty of the Ridge (intercept unpenalized); > 0, since alpha=0 "
+        "makes the system singular with more embedding columns than movies."
+    )
+    alphas: list[Annotated[float, Field(gt=0.0, allow_inf_nan=False)]] | None = Field(
         None,
         min_length=1,
         title="Alphas to try",
@@ -251,6 +255,8 @@ def read_profile(path: str | os.PathLike) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"config {path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

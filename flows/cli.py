@@ -87,9 +87,11 @@ def run(
 ) -> None:
     """Run the movie-ratings flow and print its metrics."""
     from configs.schema import load_config
+    from tasks.preflight import preflight
 
     try:
         cfg = load_config(config, overrides or [])
+        preflight(cfg, out)  # before Prefect starts: a bad path fails at once, not after the server's start-up
     except InputError as exc:
         fail(str(exc))
 
@@ -115,14 +117,20 @@ def compare(
 ) -> None:
     """Run every combination of the grids and compare test RMSE/R² beside the baselines."""
     from configs.schema import DEFAULT_PROFILE, apply_overrides, read_profile
+    from tasks.outputs import check_out_dir
+    from tasks.preflight import preflight
 
     try:
-        from flows.compare import grid_variants, variant_configs
+        from flows.compare import grid_variants, variant_configs, variants_dir
 
         source = str(config or DEFAULT_PROFILE)
         base = apply_overrides(read_profile(config or DEFAULT_PROFILE), overrides or [])
         variants = grid_variants(grids or [])
         configs = variant_configs(base, variants, source)
+        if out:
+            check_out_dir(out)
+        for i, variant in enumerate(configs):
+            preflight(variant, variants_dir(out) / str(i) if out else None)
     except InputError as exc:
         fail(str(exc))
 

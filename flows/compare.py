@@ -24,7 +24,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from configs.schema import RunConfig, apply_overrides, parse_override, validate_config  # noqa: E402
 from flows.rating_flow import run_with_config  # noqa: E402
 from tasks.errors import InputError  # noqa: E402
-from tasks.outputs import write_run_outputs  # noqa: E402
+from tasks.outputs import check_out_dir, write_run_outputs  # noqa: E402
 from tasks.report import compact_png, data_uri  # noqa: E402
 
 
@@ -128,13 +128,22 @@ def comparison_png(rows: list[dict]) -> bytes:
 
 
 @flow(name="movie-ratings-compare")
+def variants_dir(out: str | Path) -> Path:
+    """Where each variant's own output folder goes: ``<out>-variants/<i>/``."""
+    out = Path(out)
+    return out.parent / f"{out.name}-variants"
+
+
 def compare_flow(configs: list[RunConfig], variants: list[list[str]], out: str | None = None) -> dict:
     """Run each variant (a subflow each, sharing the cache) and write compare.md, compare.png and
     compare.json to ``out`` (default outputs/compare-<run name>/); each variant's own outputs go to
     ``<out>-variants/<i>/``."""
     out_dir = Path(out or Path("outputs") / f"compare-{flow_run.get_name() or 'run'}")
+    check_out_dir(out_dir)
+    for i in range(len(configs)):
+        check_out_dir(variants_dir(out_dir) / str(i))
     documents = [
-        run_with_config(config, str(out_dir.parent / f"{out_dir.name}-variants" / str(i)))
+        run_with_config(config, str(variants_dir(out_dir) / str(i)))
         for i, config in enumerate(configs)
     ]
     rows = comparison_rows(variants, documents)

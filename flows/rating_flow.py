@@ -41,6 +41,7 @@ from tasks.load import data_fingerprint, load_task
 from tasks.merge import merge_task
 from tasks.outputs import metrics_document, metrics_json, top_coefficients_csv, write_run_outputs
 from tasks.plots import plots_task
+from tasks.preflight import preflight
 from tasks.report import report_markdown
 from tasks.store import get_bytes
 from tasks.train import gram_task, pick_solver, split_task, train_task
@@ -148,6 +149,8 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
     cache_dir = str(Path(cache.dir).expanduser())
     logger = get_run_logger()
     body_started = time.perf_counter()
+    out_dir = Path(out or Path("outputs") / (flow_run.get_name() or "run"))
+    preflight(config, out_dir)  # again here: runs from the UI or a deployment skip the CLI's check
     steps = Steps(cache_dir, cache.refresh, logger)
 
     if data.dir:
@@ -198,7 +201,7 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
     }
     if "alpha_curve" in plots:
         files["alpha_curve.png"] = get_bytes(plots["alpha_curve"])
-    out_dir = write_run_outputs(Path(out or Path("outputs") / (flow_run.get_name() or "run")), files)
+    out_dir = write_run_outputs(out_dir, files)
     publish_artifacts(document, out_dir, scatter, coefficients)
     document["out_dir"] = str(out_dir)
     return document

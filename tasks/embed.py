@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,50 +184,69 @@ def text_key(identity: str, text: str) -> str:
     return hashlib.sha256(f"{identity}\x00{text}".encode()).hexdigest()
 
 
+CHECKSUM_KEY = b"movie-ratings.sha256"  # Parquet key-value metadata: sha256 of the chunk's keys and vectors
+
+
+def chunk_checksum(keys: Sequence[str], vectors: np.ndarray) -> str:
+    digest = hashlib.sha256("\n".join(keys).encode())
+    digest.update(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
 class EmbeddingStore:
-    """Vectors of one model identity, as Parquet chunks (key: string, vector: fixed-size list<float32>)."""
+    """Vectors of one model identity, as Parquet chunks (key: string, vector: fixed-size list<float32>).
+
+    Each chunk carries the sha256 of its keys and vectors in its metadata, written atomically with it;
+    a chunk whose content does not match (flipped bytes, a planted file, an older format) is logged,
+    removed and its texts embedded again, never used."""
 
     def __init__(self, cache_dir: str | os.PathLike, identity: str):
         self.dir = Path(cache_dir).expanduser() / "embeddings" / identity[:32]
 
-    def load(self, wanted: set[str], logger: logging.Logger | logging.LoggerAdapter = log) -> dict[str, np.ndarray]:
-        """Cached vectors for the wanted keys. A chunk that cannot be read is logged, removed and ignored."""
-        found: dict[str, np.ndarray] = {}
+    def _read_chunk(self, path: Path) -> tuple[list[str], np.ndarray]:
+        """A chunk's keys and (n, d) vectors, verified; ValueError/OSError when it is not intact."""
+        table = pq.read_table(path)
+        keys = table.column("key").to_pylist()
+        vectors = table.column("vector").combine_chunks()
+        matrix = vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(keys), vectors.type.list_size)
+        stored = (table.schema.metadata or {}).get(CHECKSUM_KEY)
+        if stored is None:
+            raise ValueError("no checksum (written by an older version)")
+        if stored.decode() != chunk_checksum(keys, matrix):
+            raise ValueError("content does not match its checksum")
+        if not path.stem.startswith(_chunk_name(keys)):
+            raise ValueError("chunk name does not match its keys")
+        return keys, matrix
+
+    def _chunks(self, logger: logging.Logger | logging.LoggerAdapter) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Every intact chunk; a damaged one is logged and removed (its texts count as missing)."""
         if not self.dir.is_dir():
-            return found
+            return
         for path in sorted(self.dir.glob("*.parquet")):
             try:
-                table = pq.read_table(path)
-                keys = table.column("key").to_pylist()
-                vectors = table.column("vector").combine_chunks()
-                dim = vectors.type.list_size
-                matrix = vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(keys), dim)
-                if not path.stem.startswith(_chunk_name(keys)):
-                    raise ValueError("chunk name does not match its keys")
-            except Exception as exc:  # truncated/corrupted file: recompute rather than crash
-                logger.warning("embedding cache file %s is unreadable (%s); it is removed and recomputed", path, exc)
+                yield self._read_chunk(path)
+            except Exception as exc:  # noqa: BLE001 - truncated/flipped/planted file: recompute, never crash
+                logger.warning("embedding cache file %s is damaged (%s); it is removed and recomputed", path, exc)
                 path.unlink(missing_ok=True)
-                continue
+
+    def load(self, wanted: set[str], logger: logging.Logger | logging.LoggerAdapter = log) -> dict[str, np.ndarray]:
+        """Cached, verified vectors for the wanted keys."""
+        found: dict[str, np.ndarray] = {}
+        for keys, matrix in self._chunks(logger):
             for key, row in zip(keys, matrix):
                 if key in wanted:
                     found[key] = row
         return found
 
-    def keys(self) -> set[str]:
-        """Keys present in readable chunk files (reads only the key column)."""
-        found: set[str] = set()
-        if self.dir.is_dir():
-            for path in self.dir.glob("*.parquet"):
-                try:
-                    found.update(pq.read_table(path, columns=["key"]).column("key").to_pylist())
-                except Exception:  # noqa: BLE001 - an unreadable chunk is dealt with by load()
-                    continue
-        return found
+    def keys(self, logger: logging.Logger | logging.LoggerAdapter = log) -> set[str]:
+        """Keys of the intact chunks (each chunk verified, so a damaged one is planned again)."""
+        return {key for keys, _ in self._chunks(logger) for key in keys}
 
     def save(self, keys: list[str], vectors: np.ndarray) -> Path:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         flat = pa.array(vectors.reshape(-1), type=pa.float32())
         table = pa.table({"key": pa.array(keys, pa.string()), "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
+        table = table.replace_schema_metadata({CHECKSUM_KEY: chunk_checksum(keys, vectors).encode()})
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         path = self.dir / f"{_chunk_name(keys)}.parquet"

@@ -12,6 +12,7 @@ import gzip
 import io
 import logging
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ EXAMPLES = 3
 DAT_RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 RATING_TYPES = {"user_id": pa.int64(), "movie_id": pa.int64(), "rating": pa.float32(), "timestamp": pa.int64()}
 
+GENDERS = ("F", "M")  # MovieLens-1M's values; others are accepted with a warning
 # MovieLens-1M README: occupation codes 0-20.
 OCCUPATIONS = (
     "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
@@ -94,13 +96,31 @@ class Dataset:
 # ---------------------------------------------------------------- reading
 
 
+def _present(data_dir: Path, names: tuple[str, ...] | list[str]) -> list[str]:
+    """Which of ``names`` exist in ``data_dir``; a folder with such a name is an error, not a file."""
+    found = []
+    for name in names:
+        path = data_dir / name
+        if path.exists():
+            if not path.is_file():
+                raise InputError(f"data dir {data_dir}: {name} is a folder, not a file")
+            found.append(name)
+    return found
+
+
 def detect_layout(data_dir: Path) -> str:
-    """'csv' or 'ml-1m', from the files present."""
+    """'csv' or 'ml-1m', from the files present; two candidate ratings files are refused rather
+    than one of them silently ignored."""
     if not data_dir.is_dir():
         raise InputError(f"data dir {data_dir}: does not exist or is not a directory")
-    if any((data_dir / name).exists() for name in RATINGS_FILES):
+    candidates = _present(data_dir, [*RATINGS_FILES, "ratings.dat"])
+    if len(candidates) > 1:
+        raise InputError(
+            f"data dir {data_dir}: several ratings files ({', '.join(candidates)}); keep exactly one of them"
+        )
+    if candidates and candidates[0] in RATINGS_FILES:
         return "csv"
-    if (data_dir / "ratings.dat").exists():
+    if candidates:
         return "ml-1m"
     raise InputError(
         f"data dir {data_dir}: no ratings file found; expected one of {', '.join(RATINGS_FILES)} "
@@ -111,32 +131,114 @@ def detect_layout(data_dir: Path) -> str:
 def _require(path: Path, hint: str) -> Path:
     if not path.exists():
         raise InputError(f"{path.name}: missing in {path.parent} ({hint})")
+    if not path.is_file():
+        raise InputError(f"data dir {path.parent}: {path.name} is a folder, not a file")
     return path
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped for ``.gz``; a truncated or fake gzip file is an InputError."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
-    except UnicodeDecodeError:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="latin-1")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (EOFError, OSError, zlib.error) as exc:
+        kind = "a complete gzip file" if path.suffix == ".gz" else "readable"
+        raise InputError(f"{path.name}: cannot read it, is it {kind}? ({exc.__class__.__name__}: {exc})") from None
+
+
+def decode_utf8(raw: bytes, name: str) -> str:
+    """UTF-8 text (a BOM is dropped). A byte that is not UTF-8 stops the load with its line and
+    column: re-decoding the whole file another way would silently garble correct text."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        start = raw.rfind(b"\n", 0, exc.start) + 1
+        excerpt = raw[start : start + 60].split(b"\n")[0].decode("utf-8", errors="replace")
+        raise InputError(
+            f"{name}: line {line}, column {column}: byte 0x{raw[exc.start]:02x} is not UTF-8 ({excerpt!r}); "
+            f"save the file as UTF-8"
+        ) from None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    text = decode_utf8(_read_bytes(path), path.name)
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise InputError(f"{path.name}: cannot parse as CSV ({str(exc).strip().splitlines()[0]})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
 
 def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
-    """MovieLens '::'-separated, latin-1, no header, no quoting."""
-    raw = path.read_bytes().replace(b"::", b"\x1f")
+    """MovieLens '::'-separated, latin-1, no header, no quoting. A line with another number of
+    fields (e.g. a '::' inside a title) is named, not shifted into the wrong columns."""
+    raw = _read_bytes(path).replace(b"::", b"\x1f")
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    counts = np.fromiter((line.count(b"\x1f") for line in lines), dtype=np.int64, count=len(lines))
+    bad = np.flatnonzero(counts != len(names) - 1)
+    if bad.size:
+        examples = "; ".join(
+            f"line {i + 1} ({lines[i].decode('latin-1').replace(chr(0x1F), '::')[:60]!r})" for i in bad[:EXAMPLES]
+        )
+        raise InputError(
+            f"{path.name}: {bad.size} of {len(lines)} lines do not have {len(names)} '::'-separated fields "
+            f"({', '.join(names)}), e.g. {examples}"
+        )
     try:
         return pd.read_csv(
             io.BytesIO(raw), sep="\x1f", header=None, names=names, dtype=str, encoding="latin-1",
-            quoting=csv.QUOTE_NONE, keep_default_na=False, na_values=[""], engine="c",
+            quoting=csv.QUOTE_NONE, keep_default_na=False, na_values=[""], engine="c", index_col=False,
         )  # fmt: skip
     except pd.errors.ParserError as exc:
         raise InputError(f"{path.name}: not in the '::'-separated MovieLens format ({str(exc).strip()})") from None
     except pd.errors.EmptyDataError:
         return pd.DataFrame({n: pd.Series(dtype=str) for n in names})
+
+
+REQUIRED_COLUMNS = {
+    "ratings": ["user_id", "movie_id", "rating"],
+    "users.csv": ["user_id", "gender", "age", "occupation"],
+    "movies.csv": ["movie_id", "title", "overview"],
+}
+
+
+def check_data_dir(data_dir: str | Path) -> str:
+    """Cheap checks before any work: the layout, each file present and a file, the CSV headers (or
+    the Parquet schema) holding the columns the loader needs. Returns the layout."""
+    data_dir = Path(data_dir).expanduser()
+    layout = detect_layout(data_dir)
+    if layout == "ml-1m":
+        for name in (*ML1M_FILES, "overviews.csv"):
+            _require(data_dir / name, "MovieLens-1M layout: ratings.dat, users.dat, movies.dat and overviews.csv")
+        return layout
+    ratings = data_dir / next(n for n in RATINGS_FILES if (data_dir / n).is_file())
+    for name in ("users.csv", "movies.csv"):
+        _require(data_dir / name, ", ".join(REQUIRED_COLUMNS[name]))
+    headers = {name: (data_dir / name, _csv_header(data_dir / name)) for name in ("users.csv", "movies.csv")}
+    if ratings.suffix == ".parquet":
+        try:
+            names = pq.read_schema(ratings).names
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+            raise InputError(f"{ratings.name}: cannot read as Parquet ({exc})") from None
+    else:
+        try:
+            names = _csv_header(ratings)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise InputError(f"{ratings.name}: cannot read it, is it a complete gzip file? ({exc})") from None
+    headers["ratings"] = (ratings, names)
+    for key, (path, found) in headers.items():
+        missing = [c for c in REQUIRED_COLUMNS[key] if c not in found]
+        if missing:
+            shown = ", ".join(found)[:200] or "none"
+            raise InputError(f"{path.name}: missing column(s) {', '.join(map(repr, missing))} (found: {shown})")
+    return layout
 
 
 def read_csv_layout(data_dir: Path) -> tuple[Table, Table, dict[str, Path]]:
@@ -163,8 +265,9 @@ def read_ratings_table(path: Path) -> Table:
 
 
 def _csv_header(path: Path) -> list[str]:
+    """The header's column names, trimmed (`` user_id , rating`` names user_id and rating)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
         return [c.strip() for c in fh.readline().rstrip("\r\n").split(",")]
 
 
@@ -186,9 +289,10 @@ def _rating_batches(path: Path) -> Iterator[pa.RecordBatch]:
         columns = list(DAT_RATING_COLUMNS)
     else:
         source = str(path)
-        read = pacsv.ReadOptions(block_size=1 << 24)
+        header = _csv_header(path)
+        read = pacsv.ReadOptions(block_size=1 << 24, column_names=header, skip_rows=1)
         parse = pacsv.ParseOptions()
-        columns = [c for c in RATING_TYPES if c in _csv_header(path)]
+        columns = [c for c in RATING_TYPES if c in header]
     convert = pacsv.ConvertOptions(
         column_types={c: RATING_TYPES[c] for c in columns}, include_columns=columns, strings_can_be_null=False
     )
@@ -206,7 +310,7 @@ def read_ratings_fast(path: Path) -> pd.DataFrame | None:
                 if column.null_count:
                     return None
                 chunks.setdefault(name, []).append(column.to_numpy(zero_copy_only=False))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, ValueError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, ValueError, EOFError, zlib.error):
         return None
     if not {"user_id", "movie_id", "rating"} <= chunks.keys():
         return None
@@ -263,9 +367,16 @@ def _numeric_column(table: Table, column: str, show: list[str]) -> pd.Series:
     return values
 
 
+MAX_ID = 2**53  # ids above this lose their last digits in float64 (and overflow int64 further up)
+
+
 def _integer_column(table: Table, column: str, show: list[str] | None = None) -> pd.Series:
     values = _numeric_column(table, column, show or [column])
-    frac = (values != np.floor(values)).to_numpy()
+    as_float = values.astype("float64")
+    huge = (as_float.abs() >= MAX_ID).to_numpy()
+    if huge.any():
+        raise table.fail(column, f"values are too large (ids must be below 2^53 = {MAX_ID})", huge, show or [column])
+    frac = (as_float != np.floor(as_float)).to_numpy()
     if frac.any():
         raise table.fail(column, "values are not whole numbers", frac, show or [column])
     return values.astype("int64")
@@ -305,7 +416,8 @@ def validate_ratings(table: Table) -> pd.DataFrame:
     return out
 
 
-def validate_users(table: Table) -> pd.DataFrame:
+def validate_users(table: Table, logger: logging.Logger | logging.LoggerAdapter | None = None) -> pd.DataFrame:
+    logger = logger or log
     _check_columns(table, ["user_id", "gender", "age", "occupation"])
     _check_not_empty(table)
     show = ["user_id", "gender", "age", "occupation"]
@@ -322,15 +434,28 @@ def validate_users(table: Table) -> pd.DataFrame:
         raise table.fail("age", "values outside 0-130", bad, show)
     out["occupation"] = occupation_names(out["occupation"])
     _check_unique(table, out["user_id"], "user_id", "a user_id", show)
+    for column, known in (("gender", GENDERS), ("occupation", OCCUPATIONS)):
+        odd = ~out[column].isin(known).to_numpy()
+        if odd.any():
+            values = ", ".join(sorted(map(str, out[column][odd].unique()))[:5])
+            logger.warning(
+                "%s: column '%s': %d of %d values are not among the documented ones (%s); each is kept as its "
+                "own category (documented: %s), %s",
+                table.file, column, int(odd.sum()), len(odd), values,
+                ", ".join(GENDERS) if column == "gender" else "MovieLens-1M occupation codes 0-20 or their names",
+                table.where(np.flatnonzero(odd), show),
+            )  # fmt: skip
     return out
 
 
 def occupation_names(codes: pd.Series) -> pd.Series:
-    """MovieLens codes 0-20 → names (e.g. 11 → 'lawyer'); a column of names is kept as it is."""
+    """MovieLens codes 0-20 → names (e.g. 11 → 'lawyer'), code by code; names and other values are
+    kept as they are (``validate_users`` warns about the unexpected ones)."""
     numeric = pd.to_numeric(codes, errors="coerce")
-    if numeric.notna().all() and numeric.between(0, len(OCCUPATIONS) - 1).all() and (numeric % 1 == 0).all():
-        return numeric.astype(int).map(lambda i: OCCUPATIONS[i]).astype(object)
-    return codes
+    is_code = (numeric.notna() & numeric.between(0, len(OCCUPATIONS) - 1) & (numeric % 1 == 0)).to_numpy()
+    out = codes.astype(object).copy()
+    out[is_code] = [OCCUPATIONS[int(i)] for i in numeric[is_code]]
+    return out
 
 
 def validate_movies(table: Table) -> pd.DataFrame:
@@ -364,7 +489,7 @@ def load_dataset(
     layout = detect_layout(data_dir)
     reader = read_csv_layout if layout == "csv" else read_ml1m_layout
     users_t, movies_t, files = reader(data_dir)
-    users = validate_users(users_t)
+    users = validate_users(users_t, logger)
     movies = validate_movies(movies_t)
     ratings = read_ratings_fast(files["ratings"])
     if ratings is None:  # something is off: the exact reader finds it and words the error

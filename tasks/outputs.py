@@ -1,7 +1,8 @@
 """The run's output folder: metrics.json, top_coefficients.csv, scatter.png, coefficients.png.
 
-Everything is written into a hidden staging folder beside the target and renamed into place at the
-end, so a failed run leaves no half-written output folder.
+A new folder is filled under a hidden staging name and renamed into place, so a failed run leaves no
+half-written output folder. An existing path is only written to when it is an empty folder or an
+earlier output folder of this tool (it holds ``MARKER``), and then only the tool's own files change.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import csv
 import io
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from tasks.atomic import atomic_write_bytes, staged_folder
+from tasks.errors import InputError
 
 # Fields of metrics.json that users' scripts rely on (issue #3); more may be added, none removed.
 METRIC_FIELDS = (
@@ -68,25 +71,80 @@ def top_coefficients_csv(top: list[dict]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def write_run_outputs(out_dir: str | os.PathLike, files: dict[str, bytes]) -> Path:
-    """Write ``files`` (name → bytes) as the folder ``out_dir``, replacing an older one, atomically."""
-    out = Path(out_dir).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    os.chmod(staging, 0o755)  # mkdtemp makes it private; the output folder is meant to be shared
+MARKER = ".movie-ratings-output.json"  # written with the outputs: what makes a folder ours to replace
+
+
+def _not_ours(out: str | os.PathLike) -> InputError:
+    return InputError(f"--out {out}: exists and is not a movie-ratings output folder")
+
+
+def previous_outputs(folder: Path) -> list[str] | None:
+    """The files an earlier run wrote into ``folder`` (from its marker), [] for an empty folder,
+    None when the folder is not recognisably ours."""
+    if not any(folder.iterdir()):
+        return []
     try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    files = marker.get("files") if isinstance(marker, dict) and marker.get("tool") == "movie-ratings" else None
+    if not isinstance(files, list) or not all(isinstance(f, str) and f and "/" not in f and f not in (".", "..") for f in files):
+        return None
+    return files
+
+
+def check_out_dir(out: str | os.PathLike) -> Path:
+    """Where the outputs will go, checked before any work: an existing path must be an empty folder or
+    an earlier output folder of this tool (never the user's own files), and it must be writable, or
+    creatable in its nearest existing parent. Raises InputError naming ``out``."""
+    path = Path(out).expanduser().absolute()
+    if path.exists() or path.is_symlink():
+        if not path.is_dir() or path.is_symlink():
+            raise _not_ours(out)
+        if previous_outputs(path) is None:
+            raise _not_ours(out)
+        probe_dir = path
+    else:
+        probe_dir = path.parent
+        while not probe_dir.exists():
+            probe_dir = probe_dir.parent
+        if not probe_dir.is_dir():
+            raise InputError(f"--out {out}: {probe_dir} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".movie-ratings-probe-", dir=probe_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write in {probe_dir} ({exc.strerror or exc})") from None
+    return path
+
+
+def write_run_outputs(out_dir: str | os.PathLike, files: dict[str, bytes]) -> Path:
+    """Write ``files`` (name → bytes) into ``out_dir`` with a marker listing them.
+
+    A new folder appears complete or not at all (filled under a staging name, then renamed). An
+    earlier output folder of this tool keeps any file it did not write: only its own files are
+    replaced (each atomically) and those it wrote last time but not now are removed. Anything else
+    at ``out_dir`` is refused (``check_out_dir``). A write that fails (disk full, permissions) is an
+    InputError naming the folder."""
+    out = check_out_dir(out_dir).resolve()
+    marker = json.dumps({"tool": "movie-ratings", "files": sorted(files)}, indent=2).encode("utf-8")
+    try:
+        if not out.exists():
+            with staged_folder(out.parent, out.name) as staging:
+                for name, data in files.items():
+                    (staging / name).write_bytes(data)
+                (staging / MARKER).write_bytes(marker)
+                os.rename(staging, out)
+            return out
+        stale = set(previous_outputs(out) or []) - set(files)
         for name, data in files.items():
-            (staging / name).write_bytes(data)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            atomic_write_bytes(out / name, data)
+        for name in stale:
+            (out / name).unlink(missing_ok=True)
+        atomic_write_bytes(out / MARKER, marker)
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: cannot write the outputs ({exc.strerror or exc})") from None
     return out
 
 

@@ -45,7 +45,7 @@ def test_overrides_are_parsed_as_yaml():
     [
         ("model.alhpa=3", "unknown key 'model.alhpa'"),
         ("modle.alpha=3", "unknown key 'modle'"),
-        ("model.alpha=-1", "'model.alpha': Input should be greater than or equal to 0"),
+        ("model.alpha=-1", "'model.alpha': Input should be greater than 0"),
         ("split.test_size=1.5", "'split.test_size': Input should be less than 1"),
         ("embedding.device=gpu", "'embedding.device': String should match pattern"),
         ("data.missing_overview=skip", "'data.missing_overview': Input should be 'drop' or 'empty'"),

@@ -57,7 +57,7 @@ def test_corrupted_chunk_is_logged_and_recomputed(tmp_path, hash_encoder, caplog
     chunks[0].write_bytes(chunks[0].read_bytes()[:40])  # truncated
     with caplog.at_level(logging.WARNING):
         result = embed_texts(texts, hash_encoder, store, "m", chunk_size=3)
-    assert "unreadable" in caplog.text
+    assert "is damaged" in caplog.text
     assert result.stats["texts_embedded"] == 3
     for i, text in enumerate(texts):
         np.testing.assert_allclose(result.vectors[i], hash_encoder.vector(text), rtol=1e-6)
@@ -110,3 +110,50 @@ def test_bfloat16_gives_the_same_vectors_to_four_decimals():
     np.testing.assert_allclose(np.linalg.norm(half, axis=1), 1.0, rtol=1e-5)
     assert (full * half).sum(axis=1).min() > 0.999
     assert not np.array_equal(full, half)  # really computed in another precision
+
+
+def flip_bytes(path, count: int = 20, seed: int = 0) -> None:
+    """Flip ``count`` bytes inside the file's data pages (after the 4-byte magic, before the footer)."""
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for pos in rng.choice(np.arange(4, len(data) // 2), size=count, replace=False):
+        data[pos] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_flipped_bytes_in_a_vector_file_are_never_used(tmp_path, hash_encoder, caplog, seed):
+    """Flipped bytes may leave a Parquet file readable with wrong values (e.g. 7e33): the per-chunk
+    checksum catches that, the chunk is removed and embedded again."""
+    store = EmbeddingStore(tmp_path, "m")
+    texts = [f"text number {i}" for i in range(97)]
+    embed_texts(texts, hash_encoder, store, "m", chunk_size=97)
+    (chunk,) = store.dir.glob("*.parquet")
+    flip_bytes(chunk, seed=seed)
+    with caplog.at_level(logging.WARNING):
+        assert store.keys() == set()  # planning sees the damaged chunk as missing
+    assert "is damaged" in caplog.text and not chunk.exists()
+    embed_texts(texts, hash_encoder, store, "m", chunk_size=97)
+    flip_bytes(next(store.dir.glob("*.parquet")), seed=seed)
+    result = embed_texts(texts, hash_encoder, store, "m", chunk_size=97)
+    assert result.stats["texts_embedded"] == 97
+    expected = np.stack([hash_encoder.vector(t) for t in texts])
+    np.testing.assert_array_equal(result.vectors, expected)
+
+
+def test_a_chunk_without_checksum_is_recomputed(tmp_path, hash_encoder, caplog):
+    """A planted file with the right name and plausible content but no checksum is not trusted."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tasks.embed import _chunk_name, text_key
+
+    store = EmbeddingStore(tmp_path, "m")
+    keys = [text_key("m", "x")]
+    bogus = pa.table({"key": keys, "vector": pa.FixedSizeListArray.from_arrays(pa.array([7e33] * 8, pa.float32()), 8)})
+    store.dir.mkdir(parents=True)
+    pq.write_table(bogus, store.dir / f"{_chunk_name(keys)}.parquet")
+    with caplog.at_level(logging.WARNING):
+        result = embed_texts(["x"], hash_encoder, store, "m")
+    assert "no checksum" in caplog.text
+    np.testing.assert_array_equal(result.vectors[0], hash_encoder.vector("x"))

@@ -1,0 +1,158 @@
+"""The output folder: never the user's files. Only an empty folder or an earlier output folder of
+this tool is written to, and then only the tool's own files change; everything else stops before
+any work with one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import InputError
+from tasks.outputs import MARKER, check_out_dir, write_run_outputs
+
+NOT_OURS = "exists and is not a movie-ratings output folder"
+
+
+def user_folder(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "thesis.tex").write_text("years of work")
+    (root / "data").mkdir()
+    (root / "data" / "notes.txt").write_text("keep me")
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_new_folder_gets_the_files_and_a_marker(tmp_path):
+    out = write_run_outputs(tmp_path / "a" / "b", {"metrics.json": b"{}", "scatter.png": b"png"})
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "metrics.json", "scatter.png"])
+    assert json.loads((out / MARKER).read_text()) == {"tool": "movie-ratings", "files": ["metrics.json", "scatter.png"]}
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_rerun_replaces_only_its_own_files(tmp_path):
+    out = write_run_outputs(tmp_path / "run", {"metrics.json": b"1", "alpha_curve.png": b"old"})
+    (out / "my-notes.md").write_text("the user's own file")
+    write_run_outputs(out, {"metrics.json": b"2", "scatter.png": b"new"})
+    assert (out / "metrics.json").read_bytes() == b"2"
+    assert not (out / "alpha_curve.png").exists()  # written by the tool last time, not this time
+    assert (out / "my-notes.md").read_text() == "the user's own file"
+    assert json.loads((out / MARKER).read_text())["files"] == ["metrics.json", "scatter.png"]
+
+
+def test_an_empty_folder_is_used(tmp_path):
+    (tmp_path / "empty").mkdir()
+    write_run_outputs(tmp_path / "empty", {"metrics.json": b"{}"})
+    assert (tmp_path / "empty" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [None, "not json", json.dumps({"tool": "other"}), json.dumps({"tool": "movie-ratings", "files": ["../../etc/passwd"]})],
+)
+def test_a_folder_of_user_files_is_refused_and_left_alone(tmp_path, marker):
+    root = user_folder(tmp_path / "mine")
+    if marker is not None:
+        (root / MARKER).write_text(marker)
+    before = snapshot(root)
+    for call in (lambda: check_out_dir(root), lambda: write_run_outputs(root, {"thesis.tex": b"x"})):
+        with pytest.raises(InputError, match=NOT_OURS):
+            call()
+    assert snapshot(root) == before
+
+
+def test_an_existing_file_is_refused(tmp_path):
+    target = tmp_path / "existing_file.txt"
+    target.write_text("data")
+    with pytest.raises(InputError, match=f"--out {target}: {NOT_OURS}"):
+        write_run_outputs(target, {"metrics.json": b"{}"})
+    assert target.read_text() == "data"
+
+
+def test_parent_is_a_file_or_not_writable(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match=r"is a file, not a folder"):
+        check_out_dir(tmp_path / "f" / "out")
+    with pytest.raises(InputError, match=r"--out /proc/x: cannot write in /proc"):
+        check_out_dir("/proc/x")
+
+
+def cli_run(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # no server: must fail before one starts
+    env.update(env_extra or {})
+    root = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = str(root)
+    return subprocess.run(
+        [sys.executable, "-m", "flows", "run", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess, expected: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert expected in lines[0]
+
+
+@pytest.mark.parametrize(
+    "make_out, expected",
+    [
+        (lambda d: ".", f"--out .: {NOT_OURS}"),
+        (lambda d: "existing_file.txt", f"--out existing_file.txt: {NOT_OURS}"),
+        (lambda d: "data", f"--out data: {NOT_OURS}"),
+        (lambda d: "/proc/x", "--out /proc/x: cannot write in /proc"),
+        (lambda d: "existing_file.txt/out", "existing_file.txt is a file, not a folder"),
+    ],
+    ids=["dot", "file", "user-folder", "proc", "parent-is-file"],
+)
+def test_cli_refuses_bad_out_before_any_work(tmp_path, make_out, expected):
+    work = user_folder(tmp_path / "work")
+    (work / "existing_file.txt").write_text("mine")
+    before = snapshot(work)
+    started = time.perf_counter()
+    proc = cli_run("--out", make_out(work), "--set", f"cache.dir={tmp_path / 'cache'}", cwd=work)
+    seconds = time.perf_counter() - started
+    assert_one_error_line(proc, expected)
+    assert snapshot(work) == before
+    assert not (tmp_path / "cache" / "objects").exists()  # stopped before the pipeline
+    assert seconds < 30, f"took {seconds:.1f} s: the check must come before Prefect starts"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("cache.dir={tmp}/file", "cache.dir {tmp}/file: is a file, not a folder"),
+        ("cache.dir=/proc/cache", "cache.dir /proc/cache: cannot create or write it"),
+        ("runner.kind=dask", None),
+        ("data.dir={tmp}/nowhere", "data dir {tmp}/nowhere: does not exist or is not a directory"),
+    ],
+)
+def test_cli_refuses_bad_paths_before_any_work(tmp_path, override, expected):
+    (tmp_path / "file").write_text("x")
+    args = ["--set", override.format(tmp=tmp_path)]
+    if override == "runner.kind=dask":  # a scheduler address where nothing listens (port 9 = discard)
+        args += ["--set", "runner.address=tcp://127.0.0.1:9"]
+        expected = "runner.address tcp://127.0.0.1:9: no Dask scheduler reachable"
+    if not override.startswith("cache.dir"):
+        args += ["--set", f"cache.dir={tmp_path / 'cache'}"]
+    proc = cli_run(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert_one_error_line(proc, expected.format(tmp=tmp_path))
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_cuda_device_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = cli_run("--set", "embedding.device=cuda", "--set", f"cache.dir={tmp_path}", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert_one_error_line(proc, "embedding.device=cuda: no CUDA GPU is visible")
