@@ -7,6 +7,7 @@ Prefect and torch are imported only by the commands that need them, so `--help` 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -75,6 +76,27 @@ def _print_summary(document: dict) -> None:
     typer.echo("\n".join(lines))
 
 
+def _run_flow(call):
+    """Call a flow from the command line: Prefect's process set up (``flows/prefect_setup.py``), a
+    user-fixable failure turned into one line and exit 2."""
+    from flows.prefect_setup import EPHEMERAL_TIMEOUT_MESSAGE, prepare_cli_run
+
+    try:
+        prepare_cli_run()
+        _quiet_input_error_tracebacks()
+        return call()
+    except InputError as exc:
+        fail(str(exc))
+    except RuntimeError as exc:
+        if EPHEMERAL_TIMEOUT_MESSAGE not in str(exc):
+            raise
+        fail(
+            "Prefect's temporary API server did not start within "
+            f"{os.environ.get('PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS')} s (a busy machine?); run again, "
+            "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start `make server` and set PREFECT_API_URL"
+        )
+
+
 @app.command()
 def run(
     config: Annotated[
@@ -86,6 +108,9 @@ def run(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default outputs/<run name>/).")] = None,
 ) -> None:
     """Run the movie-ratings flow and print its metrics."""
+    from flows.prefect_setup import quiet_offline_defaults
+
+    quiet_offline_defaults()  # before Prefect is imported: its settings are read once
     from configs.schema import load_config
     from tasks.preflight import preflight
 
@@ -94,14 +119,12 @@ def run(
         preflight(cfg, out)  # before Prefect starts: a bad path fails at once, not after the server's start-up
     except InputError as exc:
         fail(str(exc))
+    def call():
+        from flows.rating_flow import run_with_config
 
-    from flows.rating_flow import run_with_config
+        return run_with_config(cfg, str(out) if out else None)
 
-    _quiet_input_error_tracebacks()
-    try:
-        document = run_with_config(cfg, str(out) if out else None)
-    except InputError as exc:
-        fail(str(exc))
+    document = _run_flow(call)
     _print_summary(document)
 
 
@@ -116,6 +139,9 @@ def compare(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default outputs/compare-<run>/).")] = None,
 ) -> None:
     """Run every combination of the grids and compare test RMSE/R² beside the baselines."""
+    from flows.prefect_setup import quiet_offline_defaults
+
+    quiet_offline_defaults()
     from configs.schema import DEFAULT_PROFILE, apply_overrides, read_profile
     from tasks.outputs import check_out_dir
     from tasks.preflight import preflight
@@ -134,15 +160,10 @@ def compare(
     except InputError as exc:
         fail(str(exc))
 
-    from flows.compare import compare_flow
+    from flows.compare import compare_flow, comparison_markdown
 
-    _quiet_input_error_tracebacks()
     typer.echo(f"{len(variants)} variants", err=True)
-    try:
-        result = compare_flow(configs, variants, str(out) if out else None)
-    except InputError as exc:
-        fail(str(exc))
-    from flows.compare import comparison_markdown
+    result = _run_flow(lambda: compare_flow(configs, variants, str(out) if out else None))
 
     typer.echo(comparison_markdown(result["rows"]))
     typer.echo(f"outputs: {result['out_dir']}")

@@ -209,7 +209,7 @@ return d.parameter_openapi_schema
     )
     assert {"data", "embedding", "split", "model", "plot", "cache", "runner"} <= set(schema["properties"])
     model = schema["definitions"]["ModelConfig"]["properties"]
-    assert model["alpha"]["title"] == "Alpha" and model["alpha"]["minimum"] == 0.0 and model["alpha"]["default"] == 5.0
+    assert model["alpha"]["title"] == "Alpha" and model["alpha"]["exclusiveMinimum"] == 0.0 and model["alpha"]["default"] == 5.0
     assert "L2 penalty" in model["alpha"]["description"]
     split = schema["definitions"]["SplitConfig"]["properties"]
     assert split["strategy"]["enum"] == ["random", "user", "movie", "time"]
