@@ -49,11 +49,11 @@ def edit_one_overview(data_dir: Path) -> None:
 
 
 def bench_set(name: str, size: dict, work: Path) -> list[dict]:
-    from tasks.embed import _MODELS
+    from tasks.encoder import forget_models
 
     data_dir, cache_dir = work / name / "data", work / name / "cache"
     write_demo_data(data_dir, seed=0, **size)
-    _MODELS.clear()  # each set's cold run loads the model itself
+    forget_models()  # each set's cold run loads the model itself
     rows = []
     for scenario, overrides, prepare in (
         ("cold", (), None),

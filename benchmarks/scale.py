@@ -94,7 +94,8 @@ def notebook_path(data_dir: str, cache_dir: str, movies_limit: int | None) -> di
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import train_test_split
 
-    from tasks.embed import resolve_model, text_key
+    from tasks.embed import text_key
+    from tasks.encoder import resolve_model
 
     identity = resolve_model("all-MiniLM-L6-v2").identity
     vectors = stored_vectors(cache_dir)
@@ -146,7 +147,7 @@ def embedding_speed(data_dir: str) -> dict:
     import pandas as pd
     from sentence_transformers import SentenceTransformer
 
-    from tasks.embed import pick_precision, resolve_model, sentence_encoder
+    from tasks.encoder import pick_precision, resolve_model, sentence_encoder
 
     movies = pd.read_csv(Path(data_dir) / "movies.csv", keep_default_na=False)
     texts = [t for t in (movies["overview"].tolist() + movies["title"].tolist()) if t][:EMBED_SAMPLE]

@@ -27,19 +27,27 @@ EXIT_INPUT = 2
 
 
 def fail(message: str) -> None:
+    # Prefect logs "Stopping temporary server" from an atexit hook; after an error that line would
+    # follow the error line, so the server's own logger is quietened first.
+    logging.getLogger("prefect").setLevel(logging.WARNING)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_INPUT)
 
 
-class _HideInputErrorTraceback(logging.Filter):
-    """Prefect logs a failed task/flow with its traceback; for an InputError the one-line message
-    (kept in the record) is the whole story, so drop the traceback from console output."""
+def _about_input_error(record: logging.LogRecord) -> bool:
+    if record.exc_info and isinstance(record.exc_info[1], InputError):
+        return True
+    message = record.getMessage()
+    return "InputError" in message and (record.levelno >= logging.ERROR or "Finished in state Failed" in message)
+
+
+class _ConsoleWithoutInputErrors(logging.Filter):
+    """On the terminal, an InputError is the one ``error:`` line the CLI prints: Prefect's own records
+    of it (task failed, flow failed, each with the message, some with a traceback) are dropped there.
+    The API's log handler keeps them, so the UI shows the failure in the run's logs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], InputError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
+        return not _about_input_error(record)
 
 
 def _quiet_input_error_tracebacks() -> None:
@@ -48,7 +56,8 @@ def _quiet_input_error_tracebacks() -> None:
     ]
     for logger in loggers:
         for handler in logger.handlers:
-            handler.addFilter(_HideInputErrorTraceback())
+            if type(handler) is logging.StreamHandler or "Console" in type(handler).__name__:
+                handler.addFilter(_ConsoleWithoutInputErrors())
 
 
 def _print_summary(document: dict) -> None:
@@ -112,10 +121,11 @@ def run(
 
     quiet_offline_defaults()  # before Prefect is imported: its settings are read once
     from configs.schema import load_config
-    from tasks.preflight import preflight
 
     try:
         cfg = load_config(config, overrides or [])
+        from tasks.preflight import preflight  # imports the loader (and Prefect): after the config is known good
+
         preflight(cfg, out)  # before Prefect starts: a bad path fails at once, not after the server's start-up
     except InputError as exc:
         fail(str(exc))

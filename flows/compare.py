@@ -25,6 +25,7 @@ from configs.schema import RunConfig, apply_overrides, parse_override, validate_
 from flows.rating_flow import run_with_config  # noqa: E402
 from tasks.errors import InputError  # noqa: E402
 from tasks.outputs import check_out_dir, write_run_outputs  # noqa: E402
+from tasks.records import PlainJSONSerializer  # noqa: E402
 from tasks.report import compact_png, data_uri  # noqa: E402
 
 
@@ -127,7 +128,7 @@ def comparison_png(rows: list[dict]) -> bytes:
     return buf.getvalue()
 
 
-@flow(name="movie-ratings-compare")
+@flow(name="movie-ratings-compare", result_serializer=PlainJSONSerializer())
 def variants_dir(out: str | Path) -> Path:
     """Where each variant's own output folder goes: ``<out>-variants/<i>/``."""
     out = Path(out)

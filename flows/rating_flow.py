@@ -42,6 +42,7 @@ from tasks.merge import merge_task
 from tasks.outputs import metrics_document, metrics_json, top_coefficients_csv, write_run_outputs
 from tasks.plots import plots_task
 from tasks.preflight import preflight
+from tasks.records import PlainJSONSerializer
 from tasks.report import report_markdown
 from tasks.store import get_bytes
 from tasks.train import gram_task, pick_solver, split_task, train_task
@@ -222,10 +223,12 @@ def dask_flow(runner: RunnerConfig):
         task_runner = DaskTaskRunner(address=runner.address)
     else:
         task_runner = DaskTaskRunner(cluster_kwargs={"n_workers": runner.workers, "threads_per_worker": 1})
-    return flow(name="movie-ratings-dask", task_runner=task_runner)(run_pipeline)
+    return flow(name="movie-ratings-dask", task_runner=task_runner, result_serializer=PlainJSONSerializer())(run_pipeline)
 
 
-@flow(name="movie-ratings")
+# result_serializer: a failed run's exception, which Prefect persists under PREFECT_HOME/storage, is
+# written as plain JSON data instead of Prefect's default pickle.
+@flow(name="movie-ratings", result_serializer=PlainJSONSerializer())
 def movie_ratings(
     data: DataConfig = DataConfig(),
     embedding: EmbeddingConfig = EmbeddingConfig(),

@@ -7,12 +7,15 @@ plain ``open()`` would give them (``mkstemp`` makes them private).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Iterator
+
+from tasks.errors import InputError
 
 
 def process_umask() -> int:
@@ -27,21 +30,29 @@ def process_umask() -> int:
     return 0o022
 
 
+# Write failures a user fixes (free space, permissions), reported as one line naming the file.
+USER_FIXABLE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` (its folder is created) so that readers see nothing or all of it."""
+    """Write ``data`` to ``path`` (its folder is created) so that readers see nothing or all of it.
+    A full disk or a read-only folder is an InputError naming the file (nothing is left behind)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~process_umask())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in USER_FIXABLE:
+            raise InputError(f"cannot write {path} ({exc.strerror}): free space there or choose another folder") from None
         raise
 
 

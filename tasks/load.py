@@ -237,6 +237,9 @@ def check_data_dir(data_dir: str | Path) -> str:
         missing = [c for c in REQUIRED_COLUMNS[key] if c not in found]
         if missing:
             shown = ", ".join(found)[:200] or "none"
+            if not shown.isprintable() or "\ufffd" in shown:  # binary or not UTF-8: say so, do not print it
+                raise InputError(f"{path.name}: not a CSV text file (its first line is not UTF-8 text); "
+                                 f"expected a header with {', '.join(REQUIRED_COLUMNS[key])}")  # fmt: skip
             raise InputError(f"{path.name}: missing column(s) {', '.join(map(repr, missing))} (found: {shown})")
     return layout
 

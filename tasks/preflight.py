@@ -59,15 +59,39 @@ def check_dask_address(address: str, timeout: float = DASK_CONNECT_SECONDS) -> N
     if parsed.scheme not in ("tcp", "tls") or not parsed.hostname or not parsed.port:
         raise InputError(f"runner.address {address!r}: expected tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786")
     started = time.monotonic()
-    try:
-        socket.create_connection((parsed.hostname, parsed.port), timeout=timeout).close()
-    except OSError as exc:
-        waited = time.monotonic() - started
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-        raise InputError(
-            f"runner.address {address}: no Dask scheduler reachable ({reason} after {waited:.1f} s); "
+
+    def unreachable(reason: str) -> InputError:
+        return InputError(
+            f"runner.address {address}: no Dask scheduler reachable ({reason} after {time.monotonic() - started:.1f} s); "
             f"start one with `dask scheduler` or leave runner.address empty for a local cluster"
-        ) from None
+        )
+
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout) as conn:
+            greeting = _read_greeting(conn, timeout)
+    except OSError as exc:
+        raise unreachable("timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))) from None
+    # Something listens; a Dask scheduler greets first with its handshake (msgpack naming
+    # "compression" and "pickle-protocol"). Handing anything else to distributed's client can end in
+    # a MemoryError (bytes read as a frame length of exabytes) and a 10 s hang at exit.
+    if not greeting:
+        raise unreachable(f"connected, but nothing answered within {timeout:.0f} s: not a Dask scheduler")
+    if b"pickle-protocol" not in greeting:
+        raise unreachable(f"something answers on that port, but not a Dask scheduler ({greeting[:24]!r})")
+
+
+def _read_greeting(conn: socket.socket, timeout: float, size: int = 128) -> bytes:
+    data = b""
+    conn.settimeout(timeout)
+    try:
+        while len(data) < size and b"pickle-protocol" not in data:
+            chunk = conn.recv(size)
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
 
 
 def preflight(config, out: str | os.PathLike | None) -> None:

@@ -58,6 +58,9 @@ def test_subprocess_prints_one_line_and_no_traceback(prefect_server, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ratings.csv: column 'rating': 2 of 5 values outside 1-5")
+    # Prefect's own records of the failure (task failed, flow failed) do not repeat it on the terminal
+    assert (proc.stdout + proc.stderr).count("values outside 1-5") == 1
+    assert " ERROR " not in proc.stdout + proc.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -27,7 +27,9 @@ def medium_csv(tmp_path_factory):
 def test_end_to_end_outputs_and_metrics(prefect_server, tmp_path, medium_csv):
     doc = run_flow(tmp_path, medium_csv)
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["coefficients.png", "metrics.json", "scatter.png", "top_coefficients.csv"]
+    written = ["coefficients.png", "metrics.json", "scatter.png", "top_coefficients.csv"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*written, ".movie-ratings-output.json"])
+    assert json.loads((out / ".movie-ratings-output.json").read_text()) == {"tool": "movie-ratings", "files": written}
     metrics = json.loads((out / "metrics.json").read_text())
     assert EXPECTED_METRICS <= set(metrics)
     assert metrics["n_ratings"] == 15000 and 0 < metrics["n_rows"] <= 15000

@@ -98,3 +98,22 @@ def test_checked_record_accepts_what_the_serializer_writes():
     assert serializer.loads(record["result"].encode()) == {"a": [1, 2.5]}
     # a failed task's exception is kept as plain data, never as a class to import
     assert json.loads(serializer.dumps(ValueError("bad"))) == {"error": "ValueError", "message": "bad"}
+
+
+def test_flipped_bytes_in_embedding_files_never_reach_the_results(prefect_server, tmp_path, small_csv, caplog):
+    """The run after the damage recomputes what depended on it (its records are gone, as after a code
+    change) and must read the vector files: the damaged ones are removed and embedded again."""
+    import shutil
+
+    from tests.test_embed import flip_bytes
+
+    clean = run_flow(tmp_path, small_csv, "clean")
+    chunks = sorted((tmp_path / "cache" / "embeddings").rglob("*.parquet"))
+    assert chunks
+    for i, chunk in enumerate(chunks):
+        flip_bytes(chunk, seed=i)
+    shutil.rmtree(tmp_path / "cache" / "prefect-results")
+    again = run_flow(tmp_path, small_csv, "again")
+    assert "is damaged" in caplog.text
+    assert again["embedding"]["texts_embedded"] == clean["embedding"]["texts_embedded"]
+    assert comparable(again) == comparable(clean)

@@ -82,7 +82,8 @@ def test_random_bytes_as_movies_csv(tmp_path):
     root = write_dir(tmp_path)
     (root / "movies.csv").write_bytes(np.random.default_rng(0).bytes(4000))
     message = one_line_error(load_dataset, root)
-    assert message.startswith("movies.csv: ")
+    assert message.startswith("movies.csv: ") and message.isprintable()
+    assert "not a CSV text file" in one_line_error(check_data_dir, root)
 
 
 def test_one_non_utf8_byte_names_its_line_and_never_garbles_the_rest(tmp_path):

@@ -156,3 +156,93 @@ def test_cli_cuda_device_without_cuda(tmp_path):
         pytest.skip("this machine has CUDA")
     proc = cli_run("--set", "embedding.device=cuda", "--set", f"cache.dir={tmp_path}", "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert_one_error_line(proc, "embedding.device=cuda: no CUDA GPU is visible")
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:  # in the child: writes past `limit` bytes fail with EFBIG, as on a full disk
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_full_disk_in_cache_dir_is_one_line(prefect_server, tmp_path):
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows", "run", "--set", f"cache.dir={tmp_path / 'cache'}", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=300, preexec_fn=_file_size_limit(64_000),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot write {tmp_path / 'cache'}") and "(File too large)" in last, last
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]  # nothing half-written left behind
+
+
+def test_full_disk_in_out_leaves_nothing(tmp_path):
+    script = (
+        "import sys\nfrom tasks.errors import InputError\nfrom tasks.outputs import write_run_outputs\n"
+        "try:\n    write_run_outputs(sys.argv[1], {'metrics.json': b'{}', 'scatter.png': b'x' * 200_000})\n"
+        "except InputError as exc:\n    print(exc)\n    sys.exit(2)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "out")], capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parents[1], preexec_fn=_file_size_limit(100_000),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.startswith(f"--out {tmp_path / 'out'}: cannot write the outputs (File too large)")
+    assert list(tmp_path.iterdir()) == []  # no output folder, no staging folder
+
+
+def _listener(reply: bytes | None):
+    """A TCP server on a free port that sends ``reply`` to each connection (None: stays silent)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            if reply is not None:
+                conn.sendall(reply)
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [(b"HTTP/1.1 200 OK\r\n\r\n" + b"\xff" * 64, "something answers on that port, but not a Dask scheduler"),
+     (None, "connected, but nothing answered within 1 s: not a Dask scheduler")],  # fmt: skip
+    ids=["http", "silent"],
+)
+def test_something_else_on_the_dask_port_is_named(reply, expected):
+    from tasks.preflight import check_dask_address
+
+    server = _listener(reply)
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(InputError, match=f"runner.address {address}: no Dask scheduler reachable \\({expected}"):
+            check_dask_address(address, timeout=1.0)
+    finally:
+        server.close()
+
+
+def test_a_real_dask_scheduler_passes():
+    from distributed import LocalCluster
+
+    from tasks.preflight import check_dask_address
+
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as cluster:
+        check_dask_address(cluster.scheduler_address)

