@@ -20,11 +20,9 @@ computed untimed when float32 is not in the list).
 from __future__ import annotations
 
 import argparse
-import importlib
 import platform
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -32,34 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _import_encoder() -> tuple[types.ModuleType, list[str]]:
-    """tasks.encoder, and which of pydantic/pandas had to be stood in for.
-
-    tasks.encoder imports tasks.store (for sha256_file), which imports pydantic and pandas at module
-    level but needs neither for what the encoder uses (a BaseModel subclass is defined; pandas is only
-    used inside functions). On a GPU machine without them, empty stand-ins are registered for this one
-    import and removed right after, so torch and transformers never see them."""
-    missing = []
-    for name in ("pydantic", "pandas"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            stand_in = types.ModuleType(name)
-            stand_in.BaseModel = type(
-                "BaseModel", (), {}
-            )  # pydantic's, used as a base class only
-            sys.modules[name] = stand_in
-            missing.append(name)
-    try:
-        return importlib.import_module("tasks.encoder"), missing
-    finally:
-        for name in missing:
-            del sys.modules[name]
-
-
-encoder, STOOD_IN = _import_encoder()
-pick_device, pick_precision = encoder.pick_device, encoder.pick_precision
-resolve_model, sentence_encoder = encoder.resolve_model, encoder.sentence_encoder
+from tasks import encoder  # noqa: E402 - standard library, numpy and (lazily) torch only: runs without Prefect
+from tasks.encoder import pick_device, pick_precision, resolve_model, sentence_encoder  # noqa: E402
 
 CHUNK = 256
 WARMUP = 64
@@ -528,10 +500,6 @@ def main(argv: list[str] | None = None) -> None:
         f"sentence-transformers {sentence_transformers.__version__}  transformers {transformers.__version__}"
         + (f"  cuda {torch.version.cuda}" if device.startswith("cuda") else "")
     )
-    if STOOD_IN:
-        print(
-            f"note: {', '.join(STOOD_IN)} not installed; empty stand-ins used (tasks.store needs neither here)"
-        )
     print(f"model {args.model} -> {source.path}")
     print(
         f"texts {len(texts)}: {len(titles)} titles, {len(overviews)} overviews of {min(words)}-{max(words)} words "
@@ -547,7 +515,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         for p in precisions
     }
-    model = encoder._MODELS[(source.path, device)]
+    model = encoder.loaded_model(source, device)
     print(
         f"model load {time.perf_counter() - load_started:.1f} s; weights dtype {next(model.parameters()).dtype}; "
         f"max_seq_length {getattr(model, 'max_seq_length', '?')}"

@@ -21,7 +21,8 @@ from prefect import task
 from tasks.atomic import atomic_write_bytes, staged_folder
 from tasks.caching import CODE_VERSION, TASK_OPTIONS, run_logger
 from tasks.load import OCCUPATIONS
-from tasks.store import StoredRef, dir_digest, sha256_text
+from tasks.hashing import dir_digest, sha256_text
+from tasks.store import StoredRef
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from prefect import task
 
 from tasks.caching import TASK_OPTIONS, run_logger
 from tasks.errors import InputError
-from tasks.store import Store, sha256_file
+from tasks.hashing import sha256_file
+from tasks.store import Store
 
 RATINGS_FILES = ("ratings.csv", "ratings.csv.gz", "ratings.parquet")
 ML1M_FILES = ("ratings.dat", "users.dat", "movies.dat")

@@ -20,9 +20,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from tasks.atomic import atomic_write_bytes
-
-CHUNK = 1 << 20
-
+from tasks.hashing import dir_digest, sha256_file
 
 class StoredRef(BaseModel):
     """A file in the store: where it is and the sha256 of its bytes."""
@@ -32,30 +30,6 @@ class StoredRef(BaseModel):
     kind: str  # "table" | "array" | "json" | "bytes" | "dir" (a folder: sha256 = dir_digest)
     rows: int | None = None
     columns: list[str] | None = None
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_text(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\x00")
-    return digest.hexdigest()
-
-
-def dir_digest(path: str | os.PathLike) -> str:
-    """sha256 over the names and contents of the files directly in a folder."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in Path(path).iterdir() if p.is_file()):
-        digest.update(f"{file.name}\x00{sha256_file(file)}\x00".encode())
-    return digest.hexdigest()
 
 
 class Store:
