@@ -244,9 +244,19 @@ def demo_data(
         fail(f"--layout {layout!r}: use 'csv' or 'ml-1m'")
     if ratings_format not in ("auto", "csv", "parquet"):
         fail(f"--ratings-format {ratings_format!r}: use auto, csv or parquet")
-    written = write_demo_data(
-        directory, users=users, movies=movies, ratings=ratings, seed=seed, layout=layout, ratings_format=ratings_format
-    )
+    names = {"csv": ["ratings.csv", "ratings.parquet", "users.csv", "movies.csv"],
+             "ml-1m": ["ratings.dat", "users.dat", "movies.dat", "overviews.csv"]}[layout]  # fmt: skip
+    if directory.exists() and not directory.is_dir():
+        fail(f"demo-data {directory}: exists and is not a folder")
+    existing = [n for n in names if (directory / n).exists()]
+    if existing:  # never overwrite a user's data files
+        fail(f"demo-data {directory}: {', '.join(existing)} already there; choose a new or empty folder")
+    try:
+        written = write_demo_data(
+            directory, users=users, movies=movies, ratings=ratings, seed=seed, layout=layout, ratings_format=ratings_format
+        )
+    except InputError as exc:
+        fail(str(exc))
     typer.echo(f"wrote {', '.join(sorted(written))} to {directory}")
 
 

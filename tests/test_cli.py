@@ -71,3 +71,13 @@ def test_demo_data_command_writes_both_layouts(tmp_path, runner):
     result = runner.invoke(app, ["demo-data", str(tmp_path / "dat"), "--layout", "ml-1m", "--ratings", "100"])
     assert sorted(p.name for p in (tmp_path / "dat").iterdir()) == ["movies.dat", "overviews.csv", "ratings.dat", "users.dat"]
     assert runner.invoke(app, ["demo-data", str(tmp_path / "x"), "--layout", "tsv"]).exit_code == 2
+
+
+def test_demo_data_never_overwrites_data_files(tmp_path, runner):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "ratings.csv").write_text("user_id,movie_id,rating\n1,2,5\n")
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "mine"), "--ratings", "100"])
+    assert result.exit_code == 2
+    assert "ratings.csv already there; choose a new or empty folder" in result.stderr
+    assert (tmp_path / "mine" / "ratings.csv").read_text() == "user_id,movie_id,rating\n1,2,5\n"
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["ratings.csv"]
