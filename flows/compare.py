@@ -8,7 +8,6 @@ cache: the embeddings of a field are computed once, whatever else the variants c
 from __future__ import annotations
 
 import copy
-import io
 import itertools
 import json
 from pathlib import Path
@@ -26,6 +25,7 @@ from flows.rating_flow import run_with_config  # noqa: E402
 from tasks.errors import InputError  # noqa: E402
 from tasks.outputs import check_out_dir, write_run_outputs  # noqa: E402
 from tasks.records import PlainJSONSerializer  # noqa: E402
+from tasks.plots import figure_png  # noqa: E402
 from tasks.report import compact_png, data_uri  # noqa: E402
 
 
@@ -122,10 +122,7 @@ def comparison_png(rows: list[dict]) -> bytes:
     ax_r2.set_xlabel("test R²")
     fig.suptitle("Variants against the baselines (baselines of the first variant's split)")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=90)
 
 
 @flow(name="movie-ratings-compare", result_serializer=PlainJSONSerializer())

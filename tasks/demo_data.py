@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from prefect import task
 
 from tasks.atomic import atomic_write_bytes, staged_folder
-from tasks.caching import CODE_VERSION, TASK_OPTIONS, run_logger
-from tasks.load import OCCUPATIONS
+from tasks.caching import CODE_VERSION, run_logger
 from tasks.hashing import dir_digest, sha256_text
-from tasks.store import StoredRef
+from tasks.movielens import OCCUPATIONS
+from tasks.results import DemoFolder
+from tasks.stage import stage
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +253,8 @@ def write_demo_data(
     return written
 
 
-@task(name="demo-data", **TASK_OPTIONS)
-def demo_data_task(users: int, movies: int, ratings: int, seed: int, cache_dir: str) -> dict:
+@stage("demo-data", result=DemoFolder)
+def demo_folder(users: int, movies: int, ratings: int, seed: int, cache_dir: str) -> DemoFolder:
     """Generate the demo data set once per (size, seed, code) into the cache; returns a reference to
     its folder (kind 'dir', so a cached result whose folder was removed is detected and regenerated)."""
     key = sha256_text(str(users), str(movies), str(ratings), str(seed), CODE_VERSION)[:16]
@@ -268,4 +268,4 @@ def demo_data_task(users: int, movies: int, ratings: int, seed: int, cache_dir: 
                 os.rename(staging, out)  # the folder appears complete or not at all
             except OSError:  # a concurrent run got there first: same content
                 pass
-    return StoredRef(path=str(out), sha256=dir_digest(out), kind="dir").model_dump()
+    return DemoFolder(path=str(out), sha256=dir_digest(out), kind="dir")

@@ -1,31 +1,30 @@
-"""Sentence embeddings of movie texts, with a per-text cache.
+"""Embedding one text field of the movies table, in three steps that are the same on every path:
 
-Each distinct text is embedded once per model identity: the store maps
-sha256(model identity, text) → vector, kept as Parquet chunk files under
-``<cache>/embeddings/<identity>/``. Missing texts are sorted by length (less padding), embedded in
-chunks, and each finished chunk is written atomically, so an interrupted run resumes from the
-finished chunks. torch and sentence-transformers are imported lazily (they take seconds to import).
+1. **plan**: the distinct texts the per-text store lacks (``tasks/vector_store.py``), shortest first
+   (less padding), cut into chunks of ``embedding.chunk_size``;
+2. **embed chunks**: each chunk is embedded and written to the store atomically, so an interrupted run
+   resumes from the finished chunks (in the flow: one ``embed-chunk`` task per chunk, in parallel on
+   Dask workers);
+3. **assemble**: the ``(n_movies, d)`` matrix aligned to the table's rows, read from the store (in the
+   flow: the cached ``embed-<field>`` stage).
+
+``embed_texts`` runs the three in-process (tests, benchmarks); the flow runs them as tasks
+(``flows/embedding.py``). torch and sentence-transformers are imported only when a text is missing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from tasks.atomic import atomic_write_bytes
-from tasks.caching import TASK_OPTIONS, run_logger
+from tasks.caching import run_logger
 from tasks.encoder import (
     Encoder,
     ModelSource,
@@ -36,92 +35,13 @@ from tasks.encoder import (
     sentence_encoder,
 )
 from tasks.errors import InputError
-from tasks.store import Store, get_table
+from tasks.results import EmbeddedField
+from tasks.stage import stage
+from tasks.store import Store, StoredRef, get_table
+from tasks.vector_store import EmbeddingStore, text_key
 
 log = logging.getLogger(__name__)
-
-# ---------------------------------------------------------------- the per-text store
-
-
-def text_key(identity: str, text: str) -> str:
-    return hashlib.sha256(f"{identity}\x00{text}".encode()).hexdigest()
-
-
-CHECKSUM_KEY = b"movie-ratings.sha256"  # Parquet key-value metadata: sha256 of the chunk's keys and vectors
-
-
-def chunk_checksum(keys: Sequence[str], vectors: np.ndarray) -> str:
-    digest = hashlib.sha256("\n".join(keys).encode())
-    digest.update(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
-    return digest.hexdigest()
-
-
-class EmbeddingStore:
-    """Vectors of one model identity, as Parquet chunks (key: string, vector: fixed-size list<float32>).
-
-    Each chunk carries the sha256 of its keys and vectors in its metadata, written atomically with it;
-    a chunk whose content does not match (flipped bytes, a planted file, an older format) is logged,
-    removed and its texts embedded again, never used."""
-
-    def __init__(self, cache_dir: str | os.PathLike, identity: str):
-        self.dir = Path(cache_dir).expanduser() / "embeddings" / identity[:32]
-
-    def _read_chunk(self, path: Path) -> tuple[list[str], np.ndarray]:
-        """A chunk's keys and (n, d) vectors, verified; ValueError/OSError when it is not intact."""
-        table = pq.read_table(path)
-        keys = table.column("key").to_pylist()
-        vectors = table.column("vector").combine_chunks()
-        matrix = vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(keys), vectors.type.list_size)
-        stored = (table.schema.metadata or {}).get(CHECKSUM_KEY)
-        if stored is None:
-            raise ValueError("no checksum (written by an older version)")
-        if stored.decode() != chunk_checksum(keys, matrix):
-            raise ValueError("content does not match its checksum")
-        if not path.stem.startswith(_chunk_name(keys)):
-            raise ValueError("chunk name does not match its keys")
-        return keys, matrix
-
-    def _chunks(self, logger: logging.Logger | logging.LoggerAdapter) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Every intact chunk; a damaged one is logged and removed (its texts count as missing)."""
-        if not self.dir.is_dir():
-            return
-        for path in sorted(self.dir.glob("*.parquet")):
-            try:
-                yield self._read_chunk(path)
-            except Exception as exc:  # noqa: BLE001 - truncated/flipped/planted file: recompute, never crash
-                logger.warning("embedding cache file %s is damaged (%s); it is removed and recomputed", path, exc)
-                path.unlink(missing_ok=True)
-
-    def load(self, wanted: set[str], logger: logging.Logger | logging.LoggerAdapter = log) -> dict[str, np.ndarray]:
-        """Cached, verified vectors for the wanted keys."""
-        found: dict[str, np.ndarray] = {}
-        for keys, matrix in self._chunks(logger):
-            for key, row in zip(keys, matrix):
-                if key in wanted:
-                    found[key] = row
-        return found
-
-    def keys(self, logger: logging.Logger | logging.LoggerAdapter = log) -> set[str]:
-        """Keys of the intact chunks (each chunk verified, so a damaged one is planned again)."""
-        return {key for keys, _ in self._chunks(logger) for key in keys}
-
-    def save(self, keys: list[str], vectors: np.ndarray) -> Path:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        flat = pa.array(vectors.reshape(-1), type=pa.float32())
-        table = pa.table({"key": pa.array(keys, pa.string()), "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
-        table = table.replace_schema_metadata({CHECKSUM_KEY: chunk_checksum(keys, vectors).encode()})
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        path = self.dir / f"{_chunk_name(keys)}.parquet"
-        atomic_write_bytes(path, sink.getvalue().to_pybytes())
-        return path
-
-
-def _chunk_name(keys: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:40]
-
-
-# ---------------------------------------------------------------- embedding a column of texts
+Logger = logging.Logger | logging.LoggerAdapter
 
 
 @dataclass
@@ -144,7 +64,7 @@ def prepare_texts(values: Sequence[object], missing: str) -> tuple[list[str | No
     return texts, n_missing
 
 
-def movie_texts(movies: dict, field: str, missing: str) -> list[str | None]:
+def movie_texts(movies: StoredRef, field: str, missing: str) -> list[str | None]:
     """The texts of one field of a stored movies table, after the missing-text policy."""
     return prepare_texts(get_table(movies)[field].tolist(), missing)[0]
 
@@ -160,20 +80,71 @@ def by_length(distinct: dict[str, str], skip: set[str] | dict) -> list[str]:
 
 
 def plan_chunks(
-    texts: Sequence[str | None], identity: str, store: EmbeddingStore, chunk_size: int, refresh: bool = False
-) -> list[list[str]]:
-    """The distinct texts missing from the store (all of them with ``refresh``), shortest first, cut
-    into chunks of ``chunk_size``."""
+    texts: Sequence[str | None], identity: str, store: EmbeddingStore, chunk_size: int, refresh: bool = False,
+    logger: Logger = log,
+) -> list[list[str]]:  # fmt: skip
+    """Step 1: the distinct texts missing from the store (all of them with ``refresh``), shortest
+    first, cut into chunks of ``chunk_size``."""
     distinct = distinct_texts(texts, identity)
-    todo = [distinct[k] for k in by_length(distinct, set() if refresh else store.keys())]
+    todo = [distinct[k] for k in by_length(distinct, set() if refresh else store.keys(logger))]
     return [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
 
 
 def embed_chunk(texts: list[str], encode: Encoder, store: EmbeddingStore, identity: str) -> np.ndarray:
-    """Embed one chunk and write it to the store (atomically); returns its vectors."""
+    """Step 2: embed one chunk and write it to the store (atomically); returns its vectors."""
     vectors = encode(texts)
     store.save([text_key(identity, t) for t in texts], vectors)
     return vectors
+
+
+def track_chunks(
+    done_per_chunk: Iterable[int], total: int, label: str, logger: Logger = log,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, float]:  # fmt: skip
+    """Consume chunk results (texts per finished chunk) with progress: a tqdm bar in the terminal, a
+    log line per chunk (the run log in the UI) and ``on_progress(done, total)``. Returns (texts, s)."""
+    from tqdm.auto import tqdm
+
+    started, done = time.perf_counter(), 0
+    with tqdm(total=total, desc=f"embedding {label}", unit="text", disable=total == 0, leave=False) as bar:
+        for n in done_per_chunk:
+            done += n
+            bar.update(n)
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            logger.info("%s: embedded %d/%d (%.1f texts/s)", label, done, total, rate)
+            if on_progress:
+                on_progress(done, total)
+    return done, time.perf_counter() - started
+
+
+def assemble(
+    texts: Sequence[str | None], identity: str, store: EmbeddingStore, label: str, logger: Logger = log,
+    encode: Encoder | None = None, chunk_size: int = 256,
+) -> EmbeddingResult:  # fmt: skip
+    """Step 3: the vectors of ``texts`` (rows of None stay 0, ``present`` False), read from the store.
+    A text the store lost since it was planned (a concurrent clean-up) is embedded here with
+    ``encode``, through the same ``embed_chunk``, and counted in ``stats['texts_repaired']``."""
+    keys = [text_key(identity, t) if t is not None else None for t in texts]
+    unique = distinct_texts(texts, identity)
+    found = store.load(set(unique), logger)
+    lost = by_length(unique, found)
+    if lost:
+        if encode is None:
+            raise RuntimeError(f"{label}: {len(lost)} texts are not in the embedding store")
+        logger.warning("%s: %d texts vanished from the embedding store since planning; embedding them again", label, len(lost))
+        for start in range(0, len(lost), chunk_size):
+            chunk = lost[start : start + chunk_size]
+            found.update(zip(chunk, embed_chunk([unique[k] for k in chunk], encode, store, identity)))
+    dim = next(iter(found.values())).shape[0] if found else 0
+    if dim == 0:
+        raise InputError(f"{label}: no text to embed (every value is missing)")
+    matrix = np.zeros((len(keys), dim), dtype=np.float32)
+    present = np.array([k is not None for k in keys], dtype=bool)
+    for i, key in enumerate(keys):
+        if key is not None:
+            matrix[i] = found[key]
+    stats = {"texts_total": int(present.sum()), "texts_unique": len(unique), "dim": dim, "texts_repaired": len(lost)}
+    return EmbeddingResult(vectors=matrix, present=present, stats=stats)
 
 
 def embed_texts(
@@ -183,69 +154,32 @@ def embed_texts(
     identity: str,
     chunk_size: int = 256,
     label: str = "texts",
-    logger: logging.Logger | logging.LoggerAdapter = log,
+    logger: Logger = log,
     reuse: bool = True,
 ) -> EmbeddingResult:
-    """Embed texts (None = no text), reusing cached vectors (unless ``reuse`` is false) and writing
-    each new chunk to the store."""
-    keys = [text_key(identity, t) if t is not None else None for t in texts]
-    unique = distinct_texts(texts, identity)
-    cached = store.load(set(unique), logger) if reuse else {}
-    todo = by_length(unique, cached)
-    n_todo = len(todo)
-    logger.info(
-        "%s: %d texts, %d distinct, %d cached, %d to embed in chunks of %d",
-        label, sum(k is not None for k in keys), len(unique), len(unique) - n_todo, n_todo, chunk_size,
-    )  # fmt: skip
+    """The three steps in this process: plan (everything when ``reuse`` is false), embed the chunks,
+    assemble. ``stats`` adds texts_embedded, cache_hits, seconds and texts_per_second."""
+    chunks = plan_chunks(texts, identity, store, chunk_size, refresh=not reuse, logger=logger)
+    total = sum(len(c) for c in chunks)
+    embedded, seconds = track_chunks(
+        (len(embed_chunk(chunk, encode, store, identity)) for chunk in chunks), total, label, logger
+    )
+    result = assemble(texts, identity, store, label, logger, encode, chunk_size)
+    result.stats.update(embedding_figures(result.stats["texts_unique"], embedded, seconds))
+    return result
 
-    from tqdm.auto import tqdm
 
-    started = time.perf_counter()
-    done = 0
-    with tqdm(total=n_todo, desc=f"embedding {label}", unit="text", disable=n_todo == 0, leave=False) as bar:
-        for start in range(0, n_todo, chunk_size):
-            chunk = todo[start : start + chunk_size]
-            cached.update(zip(chunk, embed_chunk([unique[k] for k in chunk], encode, store, identity)))
-            done += len(chunk)
-            bar.update(len(chunk))
-            rate = done / max(time.perf_counter() - started, 1e-9)
-            logger.info("%s: embedded %d/%d (%.1f texts/s)", label, done, n_todo, rate)
-    seconds = time.perf_counter() - started
-
-    dim = next(iter(cached.values())).shape[0] if cached else 0
-    if dim == 0:
-        raise InputError(f"{label}: no text to embed (every value is missing)")
-    matrix = np.zeros((len(keys), dim), dtype=np.float32)
-    present = np.array([k is not None for k in keys], dtype=bool)
-    for i, key in enumerate(keys):
-        if key is not None:
-            matrix[i] = cached[key]
-    stats = {
-        "texts_total": int(present.sum()),
-        "texts_unique": len(unique),
-        "texts_embedded": n_todo,
-        "cache_hits": len(unique) - n_todo,
-        "texts_per_second": round(n_todo / seconds, 2) if n_todo and seconds > 0 else None,
+def embedding_figures(unique: int, embedded: int, seconds: float) -> dict:
+    """The counts a field's embedding reports (metrics.json ``embedding.fields.<field>``)."""
+    return {
+        "texts_embedded": embedded,
+        "cache_hits": unique - embedded,
+        "texts_per_second": round(embedded / seconds, 2) if embedded and seconds > 0 else None,
         "seconds": round(seconds, 3),
-        "dim": dim,
     }
-    return EmbeddingResult(vectors=matrix, present=present, stats=stats)
 
 
-# ---------------------------------------------------------------- Prefect wrappers
-
-
-@task(name="model-source", cache_policy=NO_CACHE)
-def model_source_task(model: str, normalize: bool) -> dict:
-    """Resolve the configured model (bundled, local folder or hub) to a folder and an identity.
-
-    Not cached: its result (the weights' hash) is what keeps the embedding cache honest."""
-    source = resolve_model(model, normalize)
-    run_logger(log).info("embedding model %r: %s (identity %s)", source.name, source.path, source.identity[:12])
-    return {"name": source.name, "path": source.path, "identity": source.identity}
-
-
-def lazy_encoder(source: ModelSource, embedding: BaseModel, logger: logging.Logger | logging.LoggerAdapter = log) -> Encoder:
+def lazy_encoder(source: ModelSource, embedding: BaseModel, logger: Logger = log) -> Encoder:
     """An encoder that imports torch and loads the model on its first call only (warm runs never do)."""
     encoder: list[Encoder] = []
 
@@ -261,36 +195,50 @@ def lazy_encoder(source: ModelSource, embedding: BaseModel, logger: logging.Logg
     return encode
 
 
-@task(name="embed-chunk", cache_policy=NO_CACHE, retries=1)
-def embed_chunk_task(texts: list[str], model: dict, embedding: BaseModel, cache_dir: str) -> dict:
-    """Embed one chunk of texts into the per-text store (the store is its cache). Runs on a Dask
+# ---------------------------------------------------------------- Prefect tasks
+
+
+@task(name="model-source", task_run_name="model-source", cache_policy=NO_CACHE)
+def model_source(model: str, normalize: bool) -> ModelSource:
+    """Resolve the configured model (bundled, local folder or hub) to a folder and an identity.
+
+    Not cached: its result (the weights' hash) is what keeps the embedding cache honest."""
+    source = resolve_model(model, normalize)
+    run_logger(log).info("embedding model %r: %s (identity %s)", source.name, source.path, source.identity[:12])
+    return source
+
+
+@task(name="embed-chunk", task_run_name="embed-{field} {chunk}/{n_chunks}", cache_policy=NO_CACHE, retries=1)
+def embedded_chunk(
+    texts: list[str], model: ModelSource, embedding: BaseModel, cache_dir: str, field: str, chunk: int, n_chunks: int
+) -> int:
+    """Step 2 as a task: embed one chunk into the per-text store (the store is its cache); returns how
+    many texts it embedded. ``field``, ``chunk``, ``n_chunks`` only name the task run. On a Dask
     worker with runner.kind=dask; the model is loaded once per worker process."""
-    source = ModelSource(**model)
-    started = time.perf_counter()
-    embed_chunk(texts, lazy_encoder(source, embedding, run_logger(log)), EmbeddingStore(cache_dir, source.identity), source.identity)
-    return {"texts": len(texts), "seconds": time.perf_counter() - started}
-
-
-@task(name="embed", **TASK_OPTIONS)
-def embed_task(movies: dict, field: str, model: dict, embedding: BaseModel, missing: str, cache_dir: str) -> dict:
-    """One text column of the movies table as vectors aligned to the table's rows, read from the
-    per-text store (the flow has embedded the missing texts in chunks before; any text still
-    missing, e.g. after a concurrent clean-up, is embedded here)."""
     logger = run_logger(log)
-    table = get_table(movies)
-    texts, n_missing = prepare_texts(table[field].tolist(), missing)
+    embed_chunk(texts, lazy_encoder(model, embedding, logger), EmbeddingStore(cache_dir, model.identity), model.identity)
+    return len(texts)
+
+
+@stage("embed", result=EmbeddedField, run_name="embed-{field}")
+def field_vectors(
+    movies: StoredRef, field: str, model: ModelSource, embedding: BaseModel, missing: str, cache_dir: str
+) -> EmbeddedField:
+    """Step 3 as a stage: one text column of the movies table as vectors aligned to its rows, read
+    from the per-text store (the chunk tasks filled it)."""
+    logger = run_logger(log)
+    texts, n_missing = prepare_texts(get_table(movies)[field].tolist(), missing)
     if n_missing:
         logger.info("%s: %d of %d movies have no %s (policy %r)", field, n_missing, len(texts), field, missing)
-    source = ModelSource(**model)
     # One vector per (model identity, text), whatever precision computed it: bfloat16 and float32
-    # vectors agree to cosine ≥ 0.9999, so they are interchangeable.
-    result = embed_texts(
-        texts, lazy_encoder(source, embedding, logger), EmbeddingStore(cache_dir, source.identity), source.identity,
-        chunk_size=embedding.chunk_size, label=f"{field}s", logger=logger,
+    # vectors agree to cosine ≥ 0.9999, so they are interchangeable (docs/reliability.md).
+    result = assemble(
+        texts, model.identity, EmbeddingStore(cache_dir, model.identity), f"{field}s", logger,
+        lazy_encoder(model, embedding, logger), embedding.chunk_size,
     )  # fmt: skip
     store = Store(cache_dir)
-    return {
-        "vectors": store.put_array(result.vectors).model_dump(),
-        "present": store.put_array(result.present).model_dump(),
-        "stats": {**result.stats, "missing": n_missing},
-    }
+    return EmbeddedField(
+        vectors=store.put_array(result.vectors),
+        present=store.put_array(result.present),
+        stats={**result.stats, "missing": n_missing},
+    )

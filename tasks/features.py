@@ -14,10 +14,10 @@ import logging
 
 import numpy as np
 import pandas as pd
-from prefect import task
-
-from tasks.caching import TASK_OPTIONS, run_logger
-from tasks.store import Store, get_array, get_table
+from tasks.caching import run_logger
+from tasks.results import EmbeddedField, FeatureBlocks, LoadedData, MergedRows
+from tasks.stage import stage
+from tasks.store import Store, get_array, get_json, get_table
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +59,25 @@ def feature_column(U: np.ndarray, M: np.ndarray, j: int, user_idx: np.ndarray, m
     return U[user_idx, j] if j < d_u else M[movie_idx, j - d_u]
 
 
-@task(name="features", **TASK_OPTIONS)
-def features_task(users: dict, embedded: dict[str, dict], cache_dir: str) -> dict:
+@stage("features", result=FeatureBlocks)
+def feature_blocks(loaded: LoadedData, vectors: dict[str, EmbeddedField], cache_dir: str) -> FeatureBlocks:
     """User and movie blocks in the store, plus the feature names (user block first)."""
-    U, user_names = user_block(get_table(users))
-    M, movie_names = movie_block({field: get_array(e["vectors"]) for field, e in embedded.items()})
+    U, user_names = user_block(get_table(loaded.users))
+    M, movie_names = movie_block({field: get_array(v.vectors) for field, v in vectors.items()})
     run_logger(log).info(
         "features: %d user columns (%d users), %d movie columns (%d movies)", U.shape[1], U.shape[0], M.shape[1], M.shape[0]
     )
     store = Store(cache_dir)
-    return {
-        "U": store.put_array(U).model_dump(),
-        "M": store.put_array(M).model_dump(),
-        "names": store.put_json(user_names + movie_names).model_dump(),
-        "n_features": len(user_names) + len(movie_names),
-        "n_users": U.shape[0],
-        "n_movies": M.shape[0],
-    }
+    return FeatureBlocks(
+        U=store.put_array(U),
+        M=store.put_array(M),
+        names=store.put_json(user_names + movie_names),
+        n_features=len(user_names) + len(movie_names),
+        n_users=U.shape[0],
+        n_movies=M.shape[0],
+    )
+
+
+def load_blocks(features: FeatureBlocks, rows: MergedRows) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, list[str]]:
+    """The user and movie blocks, the merged rows and the feature names, read from the store."""
+    return get_array(features.U), get_array(features.M), get_table(rows.rows), get_json(features.names)

@@ -19,11 +19,11 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from tasks.ridge import FeatureMoments
+from tasks.ridge import BlockScores, FeatureMoments
 
 
 @dataclass
-class HybridFit:
+class HybridFit(BlockScores):
     coef: np.ndarray  # (d,) feature weights
     intercept: float
     alpha: float
@@ -37,10 +37,6 @@ class HybridFit:
         per_user = U @ self.coef[:d_u] + (self.user_bias if self.user_bias is not None else 0.0)
         per_movie = M @ self.coef[d_u:] + (self.movie_bias if self.movie_bias is not None else 0.0)
         return per_user, per_movie
-
-    def predict(self, U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray) -> np.ndarray:
-        per_user, per_movie = self.partial_scores(U, M)
-        return per_user[user_idx] + per_movie[movie_idx] + self.intercept
 
 
 class HybridSystem:

@@ -22,11 +22,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from prefect import task
 
-from tasks.caching import TASK_OPTIONS, run_logger
+from tasks.caching import run_logger
 from tasks.errors import InputError
 from tasks.hashing import sha256_file
+from tasks.movielens import GENDERS, OCCUPATIONS
+from tasks.results import LoadedData
+from tasks.stage import stage
 from tasks.store import Store
 
 RATINGS_FILES = ("ratings.csv", "ratings.csv.gz", "ratings.parquet")
@@ -35,14 +37,6 @@ EXAMPLES = 3
 DAT_RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 RATING_TYPES = {"user_id": pa.int64(), "movie_id": pa.int64(), "rating": pa.float32(), "timestamp": pa.int64()}
 
-GENDERS = ("F", "M")  # MovieLens-1M's values; others are accepted with a warning
-# MovieLens-1M README: occupation codes 0-20.
-OCCUPATIONS = (
-    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
-    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
-    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
-    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
-)  # fmt: skip
 
 log = logging.getLogger(__name__)
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -560,23 +554,22 @@ def data_fingerprint(data_dir: str | Path) -> dict[str, str]:
 # ---------------------------------------------------------------- Prefect wrapper
 
 
-@task(name="load", **TASK_OPTIONS)
-def load_task(
+@stage("load", result=LoadedData)
+def loaded_data(
     data_dir: str,
     input_hashes: dict[str, str],
     movies_limit: int | None,
     unknown_ids: str,
     cache_dir: str,
-) -> dict:
+) -> LoadedData:
     """Load + validate, and put the tables in the store. ``input_hashes`` (from ``data_fingerprint``)
     is not read here: it makes the cache key follow the files' content rather than their path."""
-    logger = run_logger(log)
-    dataset = load_dataset(data_dir, movies_limit, unknown_ids, logger)
+    dataset = load_dataset(data_dir, movies_limit, unknown_ids, run_logger(log))
     store = Store(cache_dir)
-    return {
-        "layout": dataset.layout,
-        "ratings": store.put_table(dataset.ratings).model_dump(),
-        "users": store.put_table(dataset.users).model_dump(),
-        "movies": store.put_table(dataset.movies).model_dump(),
-        "stats": dataset.stats,
-    }
+    return LoadedData(
+        layout=dataset.layout,
+        ratings=store.put_table(dataset.ratings),
+        users=store.put_table(dataset.users),
+        movies=store.put_table(dataset.movies),
+        stats=dataset.stats,
+    )

@@ -12,10 +12,10 @@ import logging
 
 import numpy as np
 import pandas as pd
-from prefect import task
-
-from tasks.caching import TASK_OPTIONS, run_logger
+from tasks.caching import run_logger
 from tasks.errors import InputError
+from tasks.results import EmbeddedField, LoadedData, MergedRows
+from tasks.stage import stage
 from tasks.store import Store, get_array, get_table
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,11 @@ def merge_ratings(
     return rows
 
 
-@task(name="merge", **TASK_OPTIONS)
-def merge_task(loaded: dict, embedded: dict[str, dict], cache_dir: str) -> dict:
+@stage("merge", result=MergedRows)
+def merged_rows(loaded: LoadedData, vectors: dict[str, EmbeddedField], cache_dir: str) -> MergedRows:
     """Join the loaded tables; a movie counts as embedded when every field has a vector."""
-    present = np.logical_and.reduce([get_array(e["present"]) for e in embedded.values()])
+    present = np.logical_and.reduce([get_array(v.present) for v in vectors.values()])
     rows = merge_ratings(
-        get_table(loaded["ratings"]), get_table(loaded["users"]), get_table(loaded["movies"]), present, run_logger(log)
+        get_table(loaded.ratings), get_table(loaded.users), get_table(loaded.movies), present, run_logger(log)
     )
-    return {"rows": Store(cache_dir).put_table(rows).model_dump(), "n_rows": len(rows)}
+    return MergedRows(rows=Store(cache_dir).put_table(rows), n_rows=len(rows))

@@ -17,6 +17,8 @@ from typing import Any
 
 from tasks.atomic import atomic_write_bytes, staged_folder
 from tasks.errors import InputError
+from tasks.results import FeatureBlocks, Figures, LoadedData, MergedRows, TrainedModel
+from tasks.store import get_bytes
 
 # Fields of metrics.json that users' scripts rely on (issue #3); more may be added, none removed.
 METRIC_FIELDS = (
@@ -26,17 +28,18 @@ METRIC_FIELDS = (
 
 
 def metrics_document(
-    loaded: dict, merged: dict, features: dict, trained: dict, embedding: dict, config: dict, seconds: dict
-) -> dict[str, Any]:
+    loaded: LoadedData, merged: MergedRows, features: FeatureBlocks, trained: TrainedModel, embedding: dict,
+    config: dict, seconds: dict, cached: list[str],
+) -> dict[str, Any]:  # fmt: skip
     """The content of metrics.json."""
-    metrics = trained["metrics"]
+    metrics = trained.metrics
     return {
-        "n_ratings": loaded["stats"]["n_ratings_loaded"],
-        "n_ratings_used": loaded["stats"]["n_ratings"],
-        "n_rows": merged["n_rows"],
-        "n_train": trained["n_train"],
-        "n_test": trained["n_test"],
-        "n_features": features["n_features"],
+        "n_ratings": loaded.stats["n_ratings_loaded"],
+        "n_ratings_used": loaded.stats["n_ratings"],
+        "n_rows": merged.n_rows,
+        "n_train": trained.n_train,
+        "n_test": trained.n_test,
+        "n_features": features.n_features,
         **{name: metrics[name] for name in METRIC_FIELDS},
         "global_mean": metrics["global_mean"],
         "intercept": metrics["intercept"],
@@ -44,22 +47,36 @@ def metrics_document(
         "solver": metrics["solver"],
         **{k: metrics[k] for k in ("ids", "id_alpha", "cg_iterations") if k in metrics},
         **({"alpha_curve": metrics["alpha_curve"]} if "alpha_curve" in metrics else {}),
-        "top_features": [{"name": t["name"], "coef": t["coef"]} for t in trained["top"]],
+        "top_features": [{"name": t["name"], "coef": t["coef"]} for t in trained.top],
         "top_standardized": [
             {"name": t["name"], "coef": t["coef"], "std": t["std"], "standardized": t["standardized"]}
-            for t in trained["rankings"]["standardized"]
+            for t in trained.rankings["standardized"]
         ],
         "top_correlation": [
             {"name": t["name"], "correlation": t["correlation"], "coef": t["coef"]}
-            for t in trained["rankings"]["correlation"]
+            for t in trained.rankings["correlation"]
         ],
         "baselines": metrics["baselines"],
         "split_strategy": config["split"]["strategy"],
         "embedding": embedding,
-        "layout": loaded["layout"],
+        "layout": loaded.layout,
         "config": config,
         "seconds": seconds,
+        "cached_tasks": cached,
     }
+
+
+def run_output_files(document: dict, trained: TrainedModel, plotted: Figures) -> dict[str, bytes]:
+    """The files of the output folder, name → bytes (the figures read back from the store)."""
+    files = {
+        "metrics.json": metrics_json(document),
+        "top_coefficients.csv": top_coefficients_csv(trained.top),
+        "scatter.png": get_bytes(plotted.scatter),
+        "coefficients.png": get_bytes(plotted.coefficients),
+    }
+    if plotted.alpha_curve is not None:
+        files["alpha_curve.png"] = get_bytes(plotted.alpha_curve)
+    return files
 
 
 def top_coefficients_csv(top: list[dict]) -> bytes:

@@ -11,21 +11,22 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers and workers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from prefect import task  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from tasks.caching import TASK_OPTIONS, run_logger  # noqa: E402
-from tasks.features import feature_column  # noqa: E402
+from tasks.caching import run_logger  # noqa: E402
+from tasks.features import feature_column, load_blocks  # noqa: E402
+from tasks.results import FeatureBlocks, Figures, MergedRows, TrainedModel  # noqa: E402
 from tasks.ridge import RowStats, feature_moments  # noqa: E402
+from tasks.stage import stage  # noqa: E402
 from tasks.store import Store  # noqa: E402
-from tasks.train import load_blocks  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
-def _png(fig) -> bytes:
+def figure_png(fig, dpi: int = 80) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 
@@ -50,7 +51,7 @@ def scatter_png(
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def all_rows_correlations(
@@ -80,7 +81,7 @@ def coefficients_png(top: list[dict]) -> bytes:
     ax.set_xlabel("Ridge coefficient")
     ax.set_title(f"Top {len(top)} coefficients by |coef|")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def alpha_curve_png(curve: list[dict], chosen: float) -> bytes:
@@ -97,16 +98,16 @@ def alpha_curve_png(curve: list[dict], chosen: float) -> bytes:
     ax.set_title("Ridge penalty: validation RMSE")
     ax.legend()
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
-@task(name="plots", **TASK_OPTIONS)
-def plots_task(features: dict, rows: dict, trained: dict, plot: BaseModel, cache_dir: str) -> dict:
+@stage("plots", result=Figures)
+def figures(features: FeatureBlocks, rows: MergedRows, trained: TrainedModel, plot: BaseModel, cache_dir: str) -> Figures:
     """Scatter of the top features (by |coef|) and the coefficient bars, as PNGs in the store."""
     U, M, table, names = load_blocks(features, rows)
     user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
     rating = table["rating"].to_numpy(dtype=np.float64)
-    top = trained["rankings"][plot.rank_by][: plot.top_features]
+    top = trained.rankings[plot.rank_by][: plot.top_features]
     all_corr = all_rows_correlations(U, M, user_idx, movie_idx, rating)
     correlations = {t["name"]: float(all_corr[t["index"]]) for t in top}
     n = len(rating)
@@ -125,13 +126,10 @@ def plots_task(features: dict, rows: dict, trained: dict, plot: BaseModel, cache
         ", ".join(f"{k}={v:.3f}" for k, v in correlations.items()),
     )
     store = Store(cache_dir)
-    figures = {
-        "scatter": store.put_bytes(scatter, "png").model_dump(),
-        "coefficients": store.put_bytes(coefficients_png(trained["top"]), "png").model_dump(),
-        "correlations": correlations,
-    }
-    curve = trained["metrics"].get("alpha_curve")
-    if curve:
-        png = alpha_curve_png(curve, trained["metrics"]["alpha"])
-        figures["alpha_curve"] = store.put_bytes(png, "png").model_dump()
-    return figures
+    curve = trained.metrics.get("alpha_curve")
+    return Figures(
+        scatter=store.put_bytes(scatter, "png"),
+        coefficients=store.put_bytes(coefficients_png(trained.top), "png"),
+        correlations=correlations,
+        alpha_curve=store.put_bytes(alpha_curve_png(curve, trained.metrics["alpha"]), "png") if curve else None,
+    )

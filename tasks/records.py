@@ -26,6 +26,7 @@ from typing import Any, Literal
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.filesystems import LocalFileSystem
 from prefect.serializers import Serializer
+from pydantic_core import to_jsonable_python
 
 from tasks.atomic import atomic_write_bytes
 
@@ -42,7 +43,8 @@ class PlainJSONSerializer(Serializer):
     def dumps(self, obj: Any) -> bytes:
         if isinstance(obj, BaseException):  # a failed task run's exception, kept as data only
             obj = {"error": type(obj).__name__, "message": str(obj)}
-        return json.dumps(obj, sort_keys=True, allow_nan=False).encode("utf-8")
+        # stage results are models (tasks/results.py), also inside dicts and lists: plain JSON values
+        return json.dumps(to_jsonable_python(obj), sort_keys=True, allow_nan=False).encode("utf-8")
 
     def loads(self, blob: bytes) -> Any:
         return json.loads(blob)

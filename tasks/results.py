@@ -2,8 +2,8 @@
 
 Task results are small JSON documents of store references (``StoredRef``) and figures. They are
 persisted in the cache as Prefect result records, so a record may come back damaged or planted; the
-flow validates every result against its model here (``RESULT_MODELS``, keyed by task name) and treats
-one of the wrong shape as a cache miss, never as a ``KeyError`` on every rerun.
+stage boundary (``tasks/stage.py``) validates every result against its model and treats one of the
+wrong shape as a cache miss, never as a ``KeyError`` on every rerun.
 """
 
 from __future__ import annotations
@@ -101,17 +101,3 @@ class Figures(Result):
 class DemoFolder(StoredRef):
     model_config = ConfigDict(extra="forbid")
 
-
-# Prefect task name → the model its result must validate against. ``gram`` returns a mapping of
-# group name ("fit", "validation", "train") → StatsRefs.
-RESULT_MODELS: dict[str, Any] = {
-    "demo-data": DemoFolder,
-    "load": LoadedData,
-    "embed": EmbeddedField,
-    "merge": MergedRows,
-    "features": FeatureBlocks,
-    "split": SplitRows,
-    "gram": dict[str, StatsRefs],
-    "train": TrainedModel,
-    "plots": Figures,
-}

@@ -22,6 +22,12 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from tasks.results import FeatureBlocks, MergedRows, SplitRows, StatsRefs
+from tasks.stage import stage
+from tasks.store import Store, get_array, get_table
+
+STAT_ARRAYS = ("n_u", "n_m", "s_u", "s_m", "ctu")
+
 
 @dataclass
 class RowStats:
@@ -108,8 +114,23 @@ def centred_system(U: np.ndarray, M: np.ndarray, stats: RowStats) -> CentredSyst
     return CentredSystem(gram=gram, rhs=xty - stats.n * mean_x * mean_y, mean_x=mean_x, mean_y=mean_y)
 
 
+class BlockScores:
+    """A model whose prediction for (u, m) is per_user[u] + per_movie[m] + intercept (the Ridge, the
+    hybrid, the baselines' bias model): subclasses give ``partial_scores``."""
+
+    intercept: float
+
+    def partial_scores(self, U: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def predict(self, U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray) -> np.ndarray:
+        """A gather of per-user and per-movie partial scores; no feature matrix."""
+        per_user, per_movie = self.partial_scores(U, M)
+        return per_user[user_idx] + per_movie[movie_idx] + self.intercept
+
+
 @dataclass
-class RidgeFit:
+class RidgeFit(BlockScores):
     coef: np.ndarray  # (d_u + d_m,)
     intercept: float
     alpha: float
@@ -118,11 +139,6 @@ class RidgeFit:
     def partial_scores(self, U: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d_u = U.shape[1]
         return U @ self.coef[:d_u], M @ self.coef[d_u:]
-
-    def predict(self, U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray) -> np.ndarray:
-        """A gather of per-user and per-movie partial scores; no feature matrix."""
-        per_user, per_movie = self.partial_scores(U, M)
-        return per_user[user_idx] + per_movie[movie_idx] + self.intercept
 
 
 def solve(system: CentredSystem, alpha: float) -> RidgeFit:
@@ -164,3 +180,69 @@ def dense_ridge_fit(
     X = np.hstack([U[user_idx], M[movie_idx]])
     model = Ridge(alpha=alpha, fit_intercept=True).fit(X, np.asarray(y, dtype=np.float64))
     return RidgeFit(coef=np.asarray(model.coef_, dtype=np.float64), intercept=float(model.intercept_), alpha=alpha)
+
+
+# ---------------------------------------------------------------- partitions (the map of a map-reduce)
+
+
+def partition_stats(
+    U: np.ndarray,
+    n_movies: int,
+    user_idx: np.ndarray,
+    movie_idx: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    part: int = 0,
+    n_parts: int = 1,
+    val_mask: np.ndarray | None = None,
+) -> dict[str, RowStats]:
+    """Row statistics of one contiguous partition of the training rows: {'all': ...}, or
+    {'fit': ..., 'val': ...} when a validation mask splits them. Partitions add up (``reduce_stats``)."""
+    lo, hi = len(train) * part // n_parts, len(train) * (part + 1) // n_parts
+    rows = train[lo:hi]
+    groups = {"all": rows} if val_mask is None else {"fit": rows[~val_mask[lo:hi]], "val": rows[val_mask[lo:hi]]}
+    return {name: row_stats(U, n_movies, user_idx[r], movie_idx[r], y[r]) for name, r in groups.items()}
+
+
+def reduce_stats(parts: list[dict[str, RowStats]]) -> dict[str, RowStats]:
+    """The statistics of all partitions together (each group summed)."""
+    return {name: sum((p[name] for p in parts[1:]), parts[0][name]) for name in parts[0]}
+
+
+def put_stats(store: Store, stats: dict[str, RowStats]) -> dict[str, StatsRefs]:
+    """RowStats → references in the store (sums as numbers, arrays as .npy)."""
+    return {
+        name: StatsRefs(n=st.n, y_sum=st.y_sum, y_sq=st.y_sq, **{f: store.put_array(getattr(st, f)) for f in STAT_ARRAYS})
+        for name, st in stats.items()
+    }
+
+
+def get_stats(refs: dict[str, StatsRefs]) -> dict[str, RowStats]:
+    return {
+        name: RowStats(n=int(r.n), y_sum=r.y_sum, y_sq=r.y_sq, **{f: get_array(getattr(r, f)) for f in STAT_ARRAYS})
+        for name, r in refs.items()
+    }
+
+
+def _row_stats_run_name() -> str:
+    from prefect.runtime import task_run
+
+    params = task_run.parameters
+    return f"row-stats {params['part'] + 1}/{params['n_parts']}"
+
+
+@stage("gram", result=dict[str, StatsRefs], run_name=_row_stats_run_name)
+def partition_row_stats(
+    features: FeatureBlocks, rows: MergedRows, split: SplitRows, part: int, n_parts: int, with_validation: bool,
+    cache_dir: str,
+) -> dict[str, StatsRefs]:  # fmt: skip
+    """Row statistics of partition ``part`` of ``n_parts`` of the training rows (``with_validation``:
+    fit and validation parts apart, for the alpha path). The task keeps its name ``gram``, the key of
+    its timing in metrics.json."""
+    U, table = get_array(features.U), get_table(rows.rows)
+    mask = get_array(split.validation) if with_validation else None
+    stats = partition_stats(
+        U, features.n_movies, table["user_idx"].to_numpy(), table["movie_idx"].to_numpy(),
+        table["rating"].to_numpy(dtype=np.float64), get_array(split.train), part, n_parts, mask,
+    )  # fmt: skip
+    return put_stats(Store(cache_dir), stats)

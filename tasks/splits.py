@@ -8,9 +8,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
+from configs.schema import SplitConfig
+from tasks.caching import run_logger
 from tasks.errors import InputError
+from tasks.results import MergedRows, SplitRows
+from tasks.stage import stage
+from tasks.store import Store, get_table
+
+log = logging.getLogger(__name__)
 
 STRATEGIES = ("random", "user", "movie", "time")
 
@@ -69,3 +78,40 @@ def split_positions(
     if strategy == "time":
         return split_by_time(user_idx, timestamp, test_size)
     raise ValueError(f"unknown split strategy {strategy!r}")
+
+
+def validation_part(
+    strategy: str, user_idx: np.ndarray, movie_idx: np.ndarray, timestamp: np.ndarray | None, size: float, seed: int
+) -> np.ndarray:
+    """True for the rows (of the training part) that score the alphas: the same strategy as the
+    train/test split, so with 'movie' the validation movies are unseen too and alpha is chosen for
+    cold start."""
+    mask = np.zeros(len(user_idx), dtype=bool)
+    mask[split_positions(strategy, user_idx, movie_idx, timestamp, size, seed)[1]] = True
+    return mask
+
+
+# ---------------------------------------------------------------- the stage
+
+
+@stage("split", result=SplitRows)
+def split_of(rows: MergedRows, split: SplitConfig, validation_size: float, cache_dir: str) -> SplitRows:
+    """Train/test positions of the merged rows by split.strategy, reproducible from split.seed, and the
+    validation part of the training rows (same strategy, seed + 1) that scores model.alphas."""
+    table = get_table(rows.rows)
+    timestamp = table["timestamp"].to_numpy() if "timestamp" in table.columns else None
+    user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
+    train, test = split_positions(split.strategy, user_idx, movie_idx, timestamp, split.test_size, split.seed)
+    validation = validation_part(
+        split.strategy, user_idx[train], movie_idx[train], None if timestamp is None else timestamp[train],
+        validation_size, split.seed + 1,
+    )  # fmt: skip
+    run_logger(log).info(
+        "split (%s): %d train, %d test rows (test_size=%s, seed=%d)",
+        split.strategy, len(train), len(test), split.test_size, split.seed,
+    )  # fmt: skip
+    store = Store(cache_dir)
+    return SplitRows(
+        train=store.put_array(train), test=store.put_array(test), validation=store.put_array(validation),
+        n_train=len(train), n_test=len(test),
+    )  # fmt: skip

@@ -7,7 +7,8 @@ import logging
 import numpy as np
 import pytest
 
-from tasks.embed import EmbeddingStore, embed_texts, prepare_texts
+from tasks.embed import embed_texts, prepare_texts
+from tasks.vector_store import EmbeddingStore
 from tasks.encoder import resolve_model, sentence_encoder
 from tasks.errors import InputError
 from tasks.features import movie_block
@@ -24,7 +25,7 @@ def test_identical_texts_are_embedded_once_and_rows_keep_their_text(tmp_path, ha
         np.testing.assert_allclose(result.vectors[i], expected, rtol=1e-6)
     assert result.stats | {"texts_per_second": None, "seconds": 0} == {
         "texts_total": 4, "texts_unique": 3, "texts_embedded": 3, "cache_hits": 0,
-        "texts_per_second": None, "seconds": 0, "dim": 8,
+        "texts_per_second": None, "seconds": 0, "dim": 8, "texts_repaired": 0,
     }  # fmt: skip
     # Sorted by length before chunking: the short text goes first.
     assert hash_encoder.calls[0] == ["a", "ccc"]
@@ -147,7 +148,7 @@ def test_a_chunk_without_checksum_is_recomputed(tmp_path, hash_encoder, caplog):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasks.embed import _chunk_name, text_key
+    from tasks.vector_store import _chunk_name, text_key
 
     store = EmbeddingStore(tmp_path, "m")
     keys = [text_key("m", "x")]
@@ -174,3 +175,22 @@ def test_a_texts_vector_barely_depends_on_its_batch_mates():
         alone, in_batch = encode([text])[0], encode([text, *mates])[0]
         assert float(alone @ in_batch) >= cos_min, precision
         assert float(np.abs(alone - in_batch).max()) <= max_abs, precision
+
+
+def test_assemble_repairs_texts_lost_after_planning(tmp_path, hash_encoder, caplog):
+    """A concurrent clean-up between planning and assembling: the lost texts are embedded again
+    through the same embed_chunk, and counted."""
+    from tasks.embed import assemble, plan_chunks
+
+    store = EmbeddingStore(tmp_path, "m")
+    texts = ["x", "yy", "zzz"]
+    embed_texts(texts, hash_encoder, store, "m", chunk_size=2)
+    assert plan_chunks(texts, "m", store, 2) == []
+    for chunk in store.dir.glob("*.parquet"):
+        chunk.unlink()
+    with caplog.at_level(logging.WARNING):
+        result = assemble(texts, "m", store, "texts", encode=hash_encoder)
+    assert result.stats["texts_repaired"] == 3 and "vanished" in caplog.text
+    np.testing.assert_array_equal(result.vectors[2], hash_encoder.vector("zzz"))
+    with pytest.raises(RuntimeError, match="not in the embedding store"):
+        assemble(["new"], "m", store, "texts")

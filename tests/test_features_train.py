@@ -10,7 +10,9 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from tasks.features import feature_column, gather_rows, user_block
 from tasks.ridge import dense_ridge_fit, ridge_fit, row_stats
-from tasks.train import alpha_curve, evaluate, regression_metrics, split_rows, top_coefficients
+from tasks.scoring import regression_metrics
+from tasks.splits import split_rows, validation_part
+from tasks.train import Rows, alpha_curve, evaluate, top_coefficients
 
 
 def test_user_block_names_come_from_the_data():
@@ -76,7 +78,7 @@ def test_metrics_match_sklearn():
 def test_evaluate_reports_model_and_global_mean_baseline():
     U, M, u, m, y = random_problem(seed=5, n_rows=1200)
     train, test = split_rows(len(y), 0.2, 0)
-    fit, metrics = evaluate(U, M, u, m, y, train, test, alpha=1.0)
+    fit, metrics = evaluate(U, M, Rows(u, m, y), train, test, alpha=1.0)
     baseline = np.full(len(test), y[train].mean())
     assert metrics["baseline_test_rmse"] == pytest.approx(np.sqrt(mean_squared_error(y[test], baseline)))
     assert metrics["test_r2"] == pytest.approx(r2_score(y[test], fit.predict(U, M, u[test], m[test])))
@@ -105,8 +107,10 @@ def test_row_stats_of_partitions_add_up():
 def test_alpha_curve_matches_separate_sklearn_fits(solver):
     U, M, u, m, y = random_problem(seed=4, n_rows=1000)
     alphas = [0.1, 3.0, 50.0, 1000.0]
-    curve = alpha_curve(U, M, u, m, y, alphas, solver, validation_size=0.2, seed=9)
+    validation = validation_part("random", u, m, None, 0.2, seed=9)
+    curve = alpha_curve(U, M, Rows(u, m, y), alphas, solver, validation)
     fit_part, val_part = split_rows(len(y), 0.2, 9)
+    np.testing.assert_array_equal(np.flatnonzero(validation), val_part)
     for point, alpha in zip(curve, alphas):
         ref = Ridge(alpha=alpha).fit(gather_rows(U, M, u[fit_part], m[fit_part]), y[fit_part])
         pred = ref.predict(gather_rows(U, M, u[val_part], m[val_part]))
@@ -117,7 +121,8 @@ def test_alpha_curve_matches_separate_sklearn_fits(solver):
 def test_evaluate_picks_the_best_alpha_from_the_curve():
     U, M, u, m, y = random_problem(seed=6, n_rows=1200)
     train, test = split_rows(len(y), 0.2, 0)
-    fit, metrics = evaluate(U, M, u, m, y, train, test, alpha=5.0, alphas=[0.01, 10.0, 1e6], seed=0)
+    validation = validation_part("random", u[train], m[train], None, 0.1, seed=1)
+    fit, metrics = evaluate(U, M, Rows(u, m, y), train, test, alpha=5.0, alphas=[0.01, 10.0, 1e6], validation=validation)
     best = min(metrics["alpha_curve"], key=lambda p: p["validation_rmse"])
     assert metrics["alpha"] == best["alpha"] == fit.alpha != 1e6
     assert len(metrics["alpha_curve"]) == 3
@@ -133,7 +138,8 @@ def test_dense_and_factorized_solvers_agree():
 @pytest.mark.parametrize("alpha", [0.5, 5.0, 50.0])
 def test_factorized_equals_sklearn_on_the_notebooks_201_movie_profile(tmp_path, hash_encoder, alpha):
     from tasks.demo_data import write_demo_data
-    from tasks.embed import EmbeddingStore, embed_texts, prepare_texts
+    from tasks.embed import embed_texts, prepare_texts
+    from tasks.vector_store import EmbeddingStore
     from tasks.features import movie_block
     from tasks.load import load_dataset
     from tasks.merge import merge_ratings

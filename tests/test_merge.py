@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.embed import EmbeddingStore, embed_texts, prepare_texts
+from tasks.embed import embed_texts, prepare_texts
+from tasks.vector_store import EmbeddingStore
 from tasks.errors import InputError
 from tasks.features import gather_rows, movie_block, user_block
 from tasks.merge import merge_ratings

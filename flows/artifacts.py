@@ -1,0 +1,45 @@
+"""The run's artifacts in the Prefect UI, under stable keys so the Artifacts page keeps their history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from tasks.report import report_markdown
+from tasks.results import Figures
+from tasks.store import get_bytes
+
+
+def publish_artifacts(document: dict, out_dir: Path, plotted: Figures) -> None:
+    """The run's artifacts, under stable keys so the UI's Artifacts page keeps their history: metrics
+    and top-coefficient tables, a markdown report with both figures, a link to the output folder."""
+    rows = []
+    for name in ("r2", "rmse", "mae"):
+        for side in ("train", "test"):
+            row = {"metric": f"{side}_{name}", "ridge": round(document[f"{side}_{name}"], 4)}
+            for baseline, figures in document["baselines"].items():
+                row[f"{baseline}_baseline"] = round(figures[f"{side}_{name}"], 4)
+            rows.append(row)
+    create_table_artifact(
+        key="movie-ratings-metrics",
+        table=rows,
+        description=f"Ridge vs the baselines on the same {document['split_strategy']} split "
+        f"({document['n_rows']} rows, {document['n_features']} features). Outputs: {out_dir}",
+    )
+    create_table_artifact(
+        key="movie-ratings-top-coefficients",
+        table=[{"rank": i + 1, **t} for i, t in enumerate(document["top_features"])],
+        description="Ridge coefficients ranked by |coef|",
+    )
+    create_markdown_artifact(
+        key="movie-ratings-report",
+        markdown=report_markdown(document, get_bytes(plotted.scatter), get_bytes(plotted.coefficients), str(out_dir)),
+        description="Metrics, the top features against the rating, and the top coefficients",
+    )
+    create_link_artifact(
+        key="movie-ratings-outputs",
+        link=out_dir.as_uri(),
+        link_text=str(out_dir),
+        description="The run's output folder (metrics.json, top_coefficients.csv, scatter.png, coefficients.png)",
+    )
