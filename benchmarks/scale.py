@@ -94,7 +94,7 @@ def notebook_path(data_dir: str, cache_dir: str, movies_limit: int | None) -> di
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import train_test_split
 
-    from tasks.embed import text_key
+    from tasks.vector_store import text_key
     from tasks.encoder import resolve_model
 
     identity = resolve_model("all-MiniLM-L6-v2").identity

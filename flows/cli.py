@@ -179,19 +179,6 @@ def compare(
     typer.echo(f"outputs: {result['out_dir']}")
 
 
-PROJECT_FILE = Path(__file__).resolve().parents[1] / "prefect.yaml"
-
-
-def deployment_spec(name: str, project_file: Path = PROJECT_FILE) -> dict:
-    """One deployment of prefect.yaml (name, parameters, schedules): `serve` uses the same ones."""
-    import yaml
-
-    specs = {d["name"]: d for d in yaml.safe_load(project_file.read_text())["deployments"]}
-    if name not in specs:
-        fail(f"{project_file.name}: no deployment named {name!r} (have: {', '.join(specs)})")
-    return specs[name]
-
-
 @app.command()
 def serve(
     names: Annotated[
@@ -200,27 +187,25 @@ def serve(
 ) -> None:
     """Serve the deployments of prefect.yaml from this process (flow.serve): same schedules and
     parameters as `make deploy` + `make worker`, no work pool needed. Stop with Ctrl-C."""
-    import yaml
     from prefect import serve as prefect_serve
-    from prefect.schedules import Cron
 
+    from flows.project import deployment, read_project
     from flows.rating_flow import movie_ratings
 
-    names = names or [d["name"] for d in yaml.safe_load(PROJECT_FILE.read_text())["deployments"]]
-    deployments = []
-    for name in names:
-        spec = deployment_spec(name)
-        schedules = [Cron(s["cron"], timezone=s.get("timezone", "UTC")) for s in spec.get("schedules") or []]
-        deployments.append(
+    try:
+        names = names or [d.name for d in read_project()[0].deployments]
+        specs = [deployment(name) for name in names]
+    except InputError as exc:
+        fail(str(exc))
+    prefect_serve(
+        *[
             movie_ratings.to_deployment(
-                name=name,
-                parameters=spec.get("parameters") or {},
-                schedules=schedules,
-                description=spec.get("description"),
-                tags=spec.get("tags"),
-            )
-        )
-    prefect_serve(*deployments)
+                name=spec.name, parameters=spec.parameters, schedules=schedules, description=spec.description,
+                tags=spec.tags,
+            )  # fmt: skip
+            for spec, schedules in specs
+        ]
+    )
 
 
 @app.command("demo-data")

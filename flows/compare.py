@@ -26,7 +26,7 @@ from tasks.errors import InputError  # noqa: E402
 from tasks.outputs import check_out_dir, write_run_outputs  # noqa: E402
 from tasks.records import PlainJSONSerializer  # noqa: E402
 from tasks.plots import figure_png  # noqa: E402
-from tasks.report import compact_png, data_uri  # noqa: E402
+from tasks.report import compact_png, data_uri, markdown_table  # noqa: E402
 
 
 def split_top_level(text: str) -> list[str]:
@@ -93,12 +93,12 @@ def comparison_rows(variants: list[list[str]], documents: list[dict]) -> list[di
 def comparison_markdown(rows: list[dict]) -> str:
     baselines = [k for k in rows[0] if k.endswith("_rmse") and k != "test_rmse"]
     head = ["variant", "split", "test RMSE", "test R²", "test MAE", "features", *[b[:-5].replace("_", " ") + " RMSE" for b in baselines]]
-    lines = ["| " + " | ".join(head) + " |", "| --- | --- |" + " ---: |" * (len(head) - 2)]
-    for row in rows:
-        cells = [row["variant"], row["split"], f"{row['test_rmse']:.4f}", f"{row['test_r2']:.4f}",
-                 f"{row['test_mae']:.4f}", str(row["n_features"]), *[f"{row[b]:.4f}" for b in baselines]]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    cells = [
+        [row["variant"], row["split"], f"{row['test_rmse']:.4f}", f"{row['test_r2']:.4f}", f"{row['test_mae']:.4f}",
+         str(row["n_features"]), *[f"{row[b]:.4f}" for b in baselines]]
+        for row in rows
+    ]  # fmt: skip
+    return markdown_table(head, cells, [False, False] + [True] * (len(head) - 2)) + "\n"
 
 
 def comparison_png(rows: list[dict]) -> bytes:

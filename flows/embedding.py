@@ -29,9 +29,13 @@ def movie_vectors(
     store = EmbeddingStore(run.cache_dir, model.identity)
     chunks = plan_chunks(texts, model.identity, store, embedding.chunk_size, run.refresh, run.logger)
     total = sum(len(c) for c in chunks)
+    distinct = len({t for t in texts if t is not None})
+    run.logger.info(
+        "%ss: %d distinct texts, %d in the embedding store, %d to embed in chunks of up to %d",
+        field, distinct, distinct - total, total, embedding.chunk_size,
+    )  # fmt: skip
     embedded, chunk_seconds = 0, 0.0
     if chunks:
-        run.logger.info("%ss: %d texts to embed in %d chunks of up to %d", field, total, len(chunks), embedding.chunk_size)
         calls = [
             dict(texts=chunk, model=model, embedding=embedding, cache_dir=run.cache_dir, field=field, chunk=i + 1,
                  n_chunks=len(chunks))

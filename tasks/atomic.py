@@ -56,6 +56,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def probe_write(folder: str | os.PathLike) -> None:
+    """Create and remove a temporary file in ``folder``: raises OSError where files cannot be written."""
+    fd, probe = tempfile.mkstemp(prefix=".movie-ratings-probe-", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
 @contextmanager
 def staged_folder(parent: str | os.PathLike, name: str) -> Iterator[Path]:
     """A hidden, empty folder in ``parent`` to fill; removed if the block fails. The caller renames it

@@ -11,11 +11,10 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from tasks.atomic import atomic_write_bytes, staged_folder
+from tasks.atomic import atomic_write_bytes, probe_write, staged_folder
 from tasks.errors import InputError
 from tasks.results import FeatureBlocks, Figures, LoadedData, MergedRows, TrainedModel
 from tasks.store import get_bytes
@@ -128,9 +127,7 @@ def check_out_dir(out: str | os.PathLike) -> Path:
         if not probe_dir.is_dir():
             raise InputError(f"--out {out}: {probe_dir} is a file, not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".movie-ratings-probe-", dir=probe_dir)
-        os.close(fd)
-        os.unlink(probe)
+        probe_write(probe_dir)
     except OSError as exc:
         raise InputError(f"--out {out}: cannot write in {probe_dir} ({exc.strerror or exc})") from None
     return path

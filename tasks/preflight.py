@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from tasks.atomic import probe_write
 from tasks.errors import InputError
 from tasks.load import check_data_dir
 from tasks.outputs import check_out_dir
@@ -29,9 +29,7 @@ def check_cache_dir(cache_dir: str | os.PathLike) -> Path:
         raise InputError(f"cache.dir {cache_dir}: is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
+        probe_write(path)
     except OSError as exc:
         raise InputError(f"cache.dir {cache_dir}: cannot create or write it ({exc.strerror or exc})") from None
     return path

@@ -23,21 +23,28 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def markdown_table(header: list[str], rows: list[list[str]], numeric: list[bool] | None = None) -> str:
+    """A GitHub-flavoured markdown table; ``numeric`` columns are right-aligned."""
+    numeric = numeric or [False] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" ---: " if n else " --- " for n in numeric) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def report_markdown(document: dict, scatter_png: bytes, coefficients_png: bytes, out_dir: str) -> str:
     """Markdown for the report artifact."""
     baselines = document["baselines"]
-    rows = [
-        "| test | ridge | " + " | ".join(name.replace("_", " ") for name in baselines) + " |",
-        "| --- | ---: |" + " ---: |" * len(baselines),
-    ]
-    for name in ("rmse", "mae", "r2"):
-        rows.append(
-            f"| {name.upper()} | {document[f'test_{name}']:.4f} | "
-            + " | ".join(f"{figures[f'test_{name}']:.4f}" for figures in baselines.values())
-            + " |"
-        )
-    top = ["| rank | feature | coef |", "| ---: | --- | ---: |"]
-    top += [f"| {i + 1} | `{t['name']}` | {t['coef']:+.4f} |" for i, t in enumerate(document["top_features"])]
+    metrics = markdown_table(
+        ["test", "ridge", *(name.replace("_", " ") for name in baselines)],
+        [[name.upper(), f"{document[f'test_{name}']:.4f}", *(f"{b[f'test_{name}']:.4f}" for b in baselines.values())]
+         for name in ("rmse", "mae", "r2")],
+        [False] + [True] * (len(baselines) + 1),
+    )  # fmt: skip
+    top = markdown_table(
+        ["rank", "feature", "coef"],
+        [[str(i + 1), f"`{t['name']}`", f"{t['coef']:+.4f}"] for i, t in enumerate(document["top_features"])],
+        [True, False, True],
+    )
     emb = document["embedding"]
     cfg = document["config"]
     return "\n".join(
@@ -51,7 +58,7 @@ def report_markdown(document: dict, scatter_png: bytes, coefficients_png: bytes,
             f"Outputs: `{out_dir}`",
             "",
             "## Metrics",
-            *rows,
+            metrics,
             "",
             "## Top features against the rating",
             f"![scatter]({data_uri(compact_png(scatter_png))})",
@@ -59,6 +66,6 @@ def report_markdown(document: dict, scatter_png: bytes, coefficients_png: bytes,
             "## Top coefficients",
             f"![coefficients]({data_uri(compact_png(coefficients_png, max_width=700))})",
             "",
-            *top,
+            top,
         ]
     )

@@ -91,7 +91,7 @@ class Stage(Generic[R]):
         self.task = task(
             fn,
             name=name,
-            task_run_name=run_name,
+            task_run_name=run_name or name,
             cache_policy=INPUT_HASHES,
             persist_result=True,
             result_serializer=PlainJSONSerializer(),

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from tasks.errors import InputError
 from tests.test_load import BAD_INPUTS, write_bad
 
 
@@ -81,3 +82,19 @@ def test_demo_data_never_overwrites_data_files(tmp_path, runner):
     assert "ratings.csv already there; choose a new or empty folder" in result.stderr
     assert (tmp_path / "mine" / "ratings.csv").read_text() == "user_id,movie_id,rating\n1,2,5\n"
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["ratings.csv"]
+
+
+def test_serve_reads_prefect_yaml_with_prefects_model_and_honours_active(tmp_path):
+    from flows.project import PROJECT_FILE, deployment
+    from flows.rating_flow import movie_ratings
+
+    spec, schedules = deployment("demo")
+    built = movie_ratings.to_deployment(name=spec.name, parameters=spec.parameters, schedules=schedules)
+    assert [(s.schedule.cron, s.active) for s in built.schedules] == [("0 6 * * *", True)]
+    paused = tmp_path / "prefect.yaml"
+    paused.write_text(PROJECT_FILE.read_text().replace("active: true", "active: false"))
+    spec, schedules = deployment("demo", paused)
+    built = movie_ratings.to_deployment(name=spec.name, parameters=spec.parameters, schedules=schedules)
+    assert [s.active for s in built.schedules] == [False]
+    with pytest.raises(InputError, match="no deployment named 'nope' \\(have: demo, ml-1m\\)"):
+        deployment("nope")
