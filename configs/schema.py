@@ -117,8 +117,38 @@ class SplitConfig(Section):
     seed: int = Field(42, ge=0, title="Seed", description="Seed of the split (every strategy is reproducible).")
 
 
+class FeaturesConfig(Section):
+    """Which blocks besides the user features and the text embeddings."""
+
+    genres: bool = Field(
+        True,
+        title="Genres",
+        description="Add a multi-hot genre block to the movie features when the movies table has genres "
+        "('A|B|C'); the seed profile turns it off to keep the notebook's features.",
+    )
+
+
 class ModelConfig(Section):
-    """The Ridge regression."""
+    """The model: the notebook's Ridge (with optional id terms), or a factorization machine."""
+
+    kind: Literal["ridge", "fm"] = Field(
+        "ridge",
+        title="Model kind",
+        description="'ridge': the notebook's linear model (hybrid with model.ids); 'fm': a Bayesian factorization "
+        "machine (myFM) whose user and movie factors come from their features, ids, genres and text.",
+    )
+    rank: int = Field(10, ge=1, le=512, title="FM rank", description="Factor dimension of the FM (model.kind=fm).")
+    iterations: int = Field(
+        200, ge=1, le=100_000, title="FM iterations", description="Gibbs sampling iterations of the FM (model.kind=fm)."
+    )
+    text_components: int = Field(
+        16,
+        ge=0,
+        le=4096,
+        title="FM text components",
+        description="The FM sees the text embeddings as their top principal components (0: no text).",
+    )
+    seed: int = Field(0, ge=0, title="FM seed", description="Seed of the FM's sampler: same seed, same numbers.")
 
     alpha: float = Field(
         5.0, gt=0.0, title="Alpha", description="L2 penalty of the Ridge (intercept unpenalized); > 0, since alpha=0 "
@@ -211,6 +241,7 @@ class RunnerConfig(Section):
 class RunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     plot: PlotConfig = Field(default_factory=PlotConfig)

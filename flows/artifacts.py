@@ -17,7 +17,7 @@ def publish_artifacts(document: dict, out_dir: Path, plotted: Figures) -> None:
     rows = []
     for name in ("r2", "rmse", "mae"):
         for side in ("train", "test"):
-            row = {"metric": f"{side}_{name}", "ridge": round(document[f"{side}_{name}"], 4)}
+            row = {"metric": f"{side}_{name}", document["kind"]: round(document[f"{side}_{name}"], 4)}
             for baseline, figures in document["baselines"].items():
                 row[f"{baseline}_baseline"] = round(figures[f"{side}_{name}"], 4)
             rows.append(row)
@@ -34,7 +34,9 @@ def publish_artifacts(document: dict, out_dir: Path, plotted: Figures) -> None:
     )
     create_markdown_artifact(
         key="movie-ratings-report",
-        markdown=report_markdown(document, get_bytes(plotted.scatter), get_bytes(plotted.coefficients), str(out_dir)),
+        markdown=report_markdown(
+            document, get_bytes(plotted.scatter), get_bytes(plotted.coefficients), str(out_dir), get_bytes(plotted.support)
+        ),
         description="Metrics, the top features against the rating, and the top coefficients",
     )
     create_link_artifact(

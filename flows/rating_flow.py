@@ -19,6 +19,7 @@ from configs.schema import (
     CacheConfig,
     DataConfig,
     EmbeddingConfig,
+    FeaturesConfig,
     ModelConfig,
     PlotConfig,
     RunConfig,
@@ -63,11 +64,14 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
                 loaded, field, source, embedding, data.missing_overview, distributed=config.runner.kind == "dask"
             )
         rows = merged_rows(loaded=loaded, vectors=vectors, cache_dir=cache_dir)
-        features = feature_blocks(loaded=loaded, vectors=vectors, cache_dir=cache_dir)
+        features = feature_blocks(loaded=loaded, vectors=vectors, genres=config.features.genres, cache_dir=cache_dir)
         split = split_of(rows=rows, split=config.split, validation_size=model.validation_size, cache_dir=cache_dir)
-        solver = "hybrid" if model.ids else pick_solver(model.solver, split.n_train, features.n_features)
+        if model.kind == "fm" or model.ids:
+            solver = model.kind if model.kind == "fm" else "hybrid"
+        else:
+            solver = pick_solver(model.solver, split.n_train, features.n_features)
         partitions = []
-        if solver == "factorized":  # the hybrid model and the dense reference work on the rows directly
+        if solver == "factorized":  # the fm, the hybrid and the dense reference work on the rows directly
             n_parts = config.runner.partitions
             partitions = partition_row_stats.map(
                 [dict(features=features, rows=rows, split=split, part=part, n_parts=n_parts,
@@ -96,6 +100,7 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
 def movie_ratings(
     data: DataConfig = DataConfig(),
     embedding: EmbeddingConfig = EmbeddingConfig(),
+    features: FeaturesConfig = FeaturesConfig(),
     split: SplitConfig = SplitConfig(),
     model: ModelConfig = ModelConfig(),
     plot: PlotConfig = PlotConfig(),
@@ -108,7 +113,9 @@ def movie_ratings(
     Writes metrics.json, top_coefficients.csv, scatter.png and coefficients.png to ``out``
     (default ``outputs/<flow run name>/``) and returns the metrics document. With runner.kind=dask
     the work runs in a subflow on a Dask cluster."""
-    config = RunConfig(data=data, embedding=embedding, split=split, model=model, plot=plot, cache=cache, runner=runner)
+    config = RunConfig(
+        data=data, embedding=embedding, features=features, split=split, model=model, plot=plot, cache=cache, runner=runner
+    )
     if runner.kind == "dask":
         return dask_flow(runner, run_pipeline)(config, out)
     return run_pipeline(config, out)

@@ -39,6 +39,16 @@ def user_block(users: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     return np.hstack(columns), names
 
 
+def genre_block(genres: pd.Series | None, n_movies: int) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot genres ('Action|Comedy') as ``genre_<name>`` columns, names sorted; no column for a
+    table without genres."""
+    if genres is None:
+        return np.zeros((n_movies, 0)), []
+    onehot = genres.fillna("").astype(str).str.get_dummies(sep="|")
+    onehot = onehot[sorted(c for c in onehot.columns if c.strip())]
+    return onehot.to_numpy(dtype=np.float64), [f"genre_{c}" for c in onehot.columns]
+
+
 def movie_block(embeddings: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
     """Concatenate per-field embeddings (e.g. {'title': (n, d), 'overview': (n, d)}) in the given order."""
     blocks, names = [], []
@@ -60,10 +70,18 @@ def feature_column(U: np.ndarray, M: np.ndarray, j: int, user_idx: np.ndarray, m
 
 
 @stage("features", result=FeatureBlocks)
-def feature_blocks(loaded: LoadedData, vectors: dict[str, EmbeddedField], cache_dir: str) -> FeatureBlocks:
-    """User and movie blocks in the store, plus the feature names (user block first)."""
+def feature_blocks(loaded: LoadedData, vectors: dict[str, EmbeddedField], genres: bool, cache_dir: str) -> FeatureBlocks:
+    """User and movie blocks in the store, plus the feature names (user block first). The movie block
+    is the text embeddings, then (``genres`` and a genres column) the genre multi-hot."""
     U, user_names = user_block(get_table(loaded.users))
-    M, movie_names = movie_block({field: get_array(v.vectors) for field, v in vectors.items()})
+    fields = {field: get_array(v.vectors) for field, v in vectors.items()}
+    M, movie_names = movie_block(fields)
+    movies = get_table(loaded.movies)
+    G, genre_names = genre_block(movies["genres"] if genres and "genres" in movies.columns else None, len(movies))
+    if genres and not genre_names:
+        run_logger(log).info("features: the movies table has no genres; no genre block")
+    M, movie_names = np.hstack([M, G]), movie_names + genre_names
+    groups = {field: v.shape[1] for field, v in fields.items()} | ({"genres": len(genre_names)} if genre_names else {})
     run_logger(log).info(
         "features: %d user columns (%d users), %d movie columns (%d movies)", U.shape[1], U.shape[0], M.shape[1], M.shape[0]
     )
@@ -75,6 +93,7 @@ def feature_blocks(loaded: LoadedData, vectors: dict[str, EmbeddedField], cache_
         n_features=len(user_names) + len(movie_names),
         n_users=U.shape[0],
         n_movies=M.shape[0],
+        movie_groups=groups,
     )
 
 

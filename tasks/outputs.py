@@ -44,6 +44,8 @@ def metrics_document(
         "intercept": metrics["intercept"],
         "alpha": metrics["alpha"],
         "solver": metrics["solver"],
+        "kind": metrics["kind"],
+        **{k: metrics[k] for k in ("rank", "iterations", "text_components") if k in metrics},
         **{k: metrics[k] for k in ("ids", "id_alpha", "cg_iterations") if k in metrics},
         **({"alpha_curve": metrics["alpha_curve"]} if "alpha_curve" in metrics else {}),
         "top_features": [{"name": t["name"], "coef": t["coef"]} for t in trained.top],
@@ -56,6 +58,7 @@ def metrics_document(
             for t in trained.rankings["correlation"]
         ],
         "baselines": metrics["baselines"],
+        "rmse_by_movie_support": metrics["rmse_by_movie_support"],
         "split_strategy": config["split"]["strategy"],
         "embedding": embedding,
         "layout": loaded.layout,
@@ -75,6 +78,7 @@ def run_output_files(document: dict, trained: TrainedModel, plotted: Figures) ->
     }
     if plotted.alpha_curve is not None:
         files["alpha_curve.png"] = get_bytes(plotted.alpha_curve)
+    files["support.png"] = get_bytes(plotted.support)
     return files
 
 

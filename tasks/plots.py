@@ -101,6 +101,26 @@ def alpha_curve_png(curve: list[dict], chosen: float) -> bytes:
     return figure_png(fig)
 
 
+def support_png(table: list[dict], kind: str) -> bytes:
+    """Test RMSE of the model and each baseline by the test movie's number of training ratings."""
+    names = [k for k in table[0] if k not in ("support", "n_test")]
+    bins = [row for row in table if row["n_test"]]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [row[name] for row in bins]
+        label = f"{kind} (model)" if name == "model" else name.replace("_", " ")
+        ax.bar(np.arange(len(bins)) + (i - (len(names) - 1) / 2) * width, values, width, label=label)
+    ax.set_xticks(range(len(bins)), [f"{row['support']}\n({row['n_test']:,} rows)" for row in bins])
+    ax.set_xlabel("training ratings of the test movie")
+    ax.set_ylabel("test RMSE")
+    ax.set_ylim(0, max(row[n] for row in bins for n in names) * 1.1)  # from 0: differences at true scale
+    ax.set_title("Where does the model help? RMSE by movie support")
+    ax.legend(fontsize=8, ncol=len(names))
+    fig.tight_layout()
+    return figure_png(fig)
+
+
 @stage("plots", result=Figures)
 def figures(features: FeatureBlocks, rows: MergedRows, trained: TrainedModel, plot: BaseModel, cache_dir: str) -> Figures:
     """Scatter of the top features (by |coef|) and the coefficient bars, as PNGs in the store."""
@@ -128,6 +148,7 @@ def figures(features: FeatureBlocks, rows: MergedRows, trained: TrainedModel, pl
     store = Store(cache_dir)
     curve = trained.metrics.get("alpha_curve")
     return Figures(
+        support=store.put_bytes(support_png(trained.metrics["rmse_by_movie_support"], trained.metrics["kind"]), "png"),
         scatter=store.put_bytes(scatter, "png"),
         coefficients=store.put_bytes(coefficients_png(trained.top), "png"),
         correlations=correlations,

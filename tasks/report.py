@@ -31,11 +31,35 @@ def markdown_table(header: list[str], rows: list[list[str]], numeric: list[bool]
     return "\n".join(lines)
 
 
-def report_markdown(document: dict, scatter_png: bytes, coefficients_png: bytes, out_dir: str) -> str:
+def model_summary(document: dict) -> str:
+    if document.get("kind") == "fm":
+        return f"FM rank {document['rank']}, {document['iterations']} iterations, {document['text_components']} text components"
+    return f"Ridge alpha = {document['alpha']}"
+
+
+def support_section(document: dict, png: bytes | None) -> list[str]:
+    """Test RMSE by how many training ratings the test movie had: the table, then the figure."""
+    table = document.get("rmse_by_movie_support")
+    if not table:
+        return []
+    names = [k for k in table[0] if k not in ("support", "n_test")]
+    body = markdown_table(
+        ["training ratings of the movie", "test rows", *(n.replace("_", " ") for n in names)],
+        [[row["support"], f"{row['n_test']:,}", *("" if row[n] is None else f"{row[n]:.4f}" for n in names)]
+         for row in table],
+        [False] + [True] * (len(names) + 1),
+    )  # fmt: skip
+    figure = [f"![support]({data_uri(compact_png(png, max_width=700))})", ""] if png else []
+    return ["## Where does the model help? RMSE by movie support", body, "", *figure]
+
+
+def report_markdown(
+    document: dict, scatter_png: bytes, coefficients_png: bytes, out_dir: str, support_png: bytes | None = None
+) -> str:
     """Markdown for the report artifact."""
     baselines = document["baselines"]
     metrics = markdown_table(
-        ["test", "ridge", *(name.replace("_", " ") for name in baselines)],
+        ["test", document.get("kind", "ridge"), *(name.replace("_", " ") for name in baselines)],
         [[name.upper(), f"{document[f'test_{name}']:.4f}", *(f"{b[f'test_{name}']:.4f}" for b in baselines.values())]
          for name in ("rmse", "mae", "r2")],
         [False] + [True] * (len(baselines) + 1),
@@ -52,7 +76,7 @@ def report_markdown(document: dict, scatter_png: bytes, coefficients_png: bytes,
             "# movie-ratings run report",
             "",
             f"{document['n_rows']:,} rows (of {document['n_ratings']:,} ratings loaded), {document['n_features']} features; "
-            f"Ridge alpha = {document['alpha']}, model `{cfg['embedding']['model']}`, "
+            f"{model_summary(document)}, model `{cfg['embedding']['model']}`, "
             f"{cfg['split']['strategy']} split, seed {cfg['split']['seed']}.",
             f"Embedding: {emb['texts_embedded']:,} texts embedded in this run, {emb['cache_hits']:,} from the cache.",
             f"Outputs: `{out_dir}`",
@@ -63,6 +87,7 @@ def report_markdown(document: dict, scatter_png: bytes, coefficients_png: bytes,
             "## Top features against the rating",
             f"![scatter]({data_uri(compact_png(scatter_png))})",
             "",
+            *support_section(document, support_png),
             "## Top coefficients",
             f"![coefficients]({data_uri(compact_png(coefficients_png, max_width=700))})",
             "",

@@ -53,6 +53,7 @@ class FeatureBlocks(Result):
     n_features: int
     n_users: int
     n_movies: int
+    movie_groups: dict[str, int]  # columns of each part of M, in order: text fields, then "genres"
 
 
 class SplitRows(Result):
@@ -95,6 +96,7 @@ class Figures(Result):
     scatter: StoredRef
     coefficients: StoredRef
     correlations: dict[str, float]
+    support: StoredRef  # RMSE by the test movie's number of training ratings
     alpha_curve: StoredRef | None = None
 
 

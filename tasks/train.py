@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from configs.schema import ModelConfig
-from tasks.baselines import baseline_metrics
+from tasks.baselines import baseline_metrics, fit_baselines
 from tasks.caching import run_logger
 from tasks.features import load_blocks
+from tasks.fm import FMFit, fit_fm
 from tasks.hybrid import HybridFit, HybridSystem, hybrid_fit
 from tasks.results import FeatureBlocks, MergedRows, SplitRows, StatsRefs, TrainedModel
 from tasks.ridge import (
@@ -35,6 +36,7 @@ from tasks.ridge import (
 )
 from tasks.scoring import regression_metrics
 from tasks.stage import stage
+from tasks.support import rmse_by_movie_support
 from tasks.store import Store, get_array
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,16 @@ def pick_solver(solver: str, n_rows: int, n_features: int) -> str:
     return "dense" if n_rows * n_features <= 2_000_000 else "factorized"
 
 
+def warn_at_grid_edge(alpha: float, alphas: list[float], logger) -> None:
+    """The chosen alpha at an end of its grid means the best one may lie beyond it."""
+    if len(alphas) > 1 and alpha in (min(alphas), max(alphas)):
+        side = "lowest" if alpha == min(alphas) else "highest"
+        logger.warning(
+            "alpha %s is the %s value of model.alphas %s: the best alpha may lie beyond the grid; extend it "
+            "(e.g. --set 'model.alphas=[...]')", alpha, side, sorted(alphas),
+        )  # fmt: skip
+
+
 def best_alpha(fits: Iterable[BlockScores], U: np.ndarray, M: np.ndarray, validation: Rows) -> tuple[float, list[dict]]:
     """The alpha path, for every model kind: score each candidate fit (one per alpha) on the
     validation rows; the alpha with the lowest RMSE, and the curve."""
@@ -149,15 +161,22 @@ def evaluate(
     stats: dict[str, RowStats] | None = None,
     ids: list[str] | tuple[str, ...] = (),
     id_alpha: float = 10.0,
-) -> tuple[RidgeFit | HybridFit, dict]:
+    fm: dict | None = None,
+) -> tuple[RidgeFit | HybridFit | FMFit, dict]:
     """Fit on the train rows (``alpha``, or the best of ``alphas`` scored on the ``validation`` mask
     over the train rows); metrics of the model and of the global-mean baseline on both sides.
     ``solver``: 'dense' or 'factorized' (already decided, see ``pick_solver``); ``stats``: the training
     rows' statistics reduced from partitions ({'all'} or {'fit', 'val'}), computed here when not given.
-    ``ids``: the hybrid model with per-user/per-movie bias terms."""
+    ``ids``: the hybrid model with per-user/per-movie bias terms. ``fm``: the factorization machine's
+    settings (``fit_fm`` keyword arguments) instead of any of these."""
+    fitting = rows.take(train)
+    if fm is not None:
+        fit = fit_fm(U, M, fitting.user_idx, fitting.movie_idx, fitting.y, **fm)
+        fit.moments = feature_moments(U, M, row_stats(U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y))
+        metrics = {"solver": "fm", "alpha": None, **{k: v for k, v in fm.items() if k != "movie_groups"}}
+        return fit, score(fit, U, M, rows, train, test, metrics)
     if alphas and validation is None:
         raise ValueError("evaluate: alphas need a validation mask over the train rows")
-    fitting = rows.take(train)
     metrics: dict = {"solver": "hybrid" if ids else solver}
     if ids:
         metrics.update(ids=list(ids), id_alpha=id_alpha)
@@ -189,7 +208,7 @@ def evaluate(
     return fit, score(fit, U, M, rows, train, test, metrics)
 
 
-def score(fit: BlockScores, U: np.ndarray, M: np.ndarray, rows: Rows, train: np.ndarray, test: np.ndarray, metrics: dict) -> dict:
+def score(fit: BlockScores | FMFit, U: np.ndarray, M: np.ndarray, rows: Rows, train: np.ndarray, test: np.ndarray, metrics: dict) -> dict:
     """Add the model's and the global-mean baseline's R², RMSE, MAE on both sides to ``metrics``."""
     global_mean = float(np.mean(rows.y[train], dtype=np.float64))
     for side, positions in (("train", train), ("test", test)):
@@ -215,24 +234,41 @@ def fitted_model(
     data = Rows.of(table)
     train, test = get_array(split.train), get_array(split.test)
     stats = reduce_stats([get_stats(p) for p in partitions]) if partitions else None
+    fm = None
+    if model.kind == "fm":
+        fm = dict(movie_groups=features.movie_groups, rank=model.rank, iterations=model.iterations,
+                  text_components=model.text_components, seed=model.seed)  # fmt: skip
     fit, metrics = evaluate(
         U, M, data, train, test, alpha=model.alpha, solver=solver, alphas=model.alphas,
-        validation=get_array(split.validation), stats=stats, ids=model.ids, id_alpha=model.id_alpha,
+        validation=get_array(split.validation), stats=stats, ids=model.ids, id_alpha=model.id_alpha, fm=fm,
     )  # fmt: skip
+    metrics["kind"] = model.kind
     for point in metrics.get("alpha_curve", []):
         logger.info("alpha %s: validation RMSE %.4f", point["alpha"], point["validation_rmse"])
+    if "alpha_curve" in metrics:
+        warn_at_grid_edge(metrics["alpha"], model.alphas, logger)
     rankings = feature_rankings(fit.coef, fit.moments, names, model.top_k)
     metrics["baselines"] = baseline_metrics(
         data.user_idx, data.movie_idx, data.y, train, test, U.shape[0], M.shape[0], model.bias_reg_user, model.bias_reg_movie
     )
+    tested = data.take(test)
+    baselines = fit_baselines(data.user_idx, data.movie_idx, data.y, train, U.shape[0], M.shape[0],
+                              model.bias_reg_user, model.bias_reg_movie)  # fmt: skip
+    metrics["rmse_by_movie_support"] = rmse_by_movie_support(
+        data.movie_idx, data.y, train, test, M.shape[0],
+        {"model": fit.predict(U, M, tested.user_idx, tested.movie_idx),
+         **{name: b.predict(tested.user_idx, tested.movie_idx) for name, b in baselines.items()}},
+    )  # fmt: skip
     for name, figures in metrics["baselines"].items():
         logger.info(
             "baseline %s: test RMSE %.4f, MAE %.4f, R² %.4f", name, figures["test_rmse"], figures["test_mae"], figures["test_r2"]
         )
+    described = (f"FM(rank={model.rank}, {model.iterations} iterations, {model.text_components} text components)"
+                 if model.kind == "fm" else f"Ridge(alpha={metrics['alpha']}, {metrics['solver']} solver"
+                 + (f", {len(partitions)} partitions)" if partitions else ")"))  # fmt: skip
     logger.info(
-        "Ridge(alpha=%s, %s solver%s): train R² %.4f, test R² %.4f, test RMSE %.4f (global-mean baseline %.4f), "
-        "test MAE %.4f",
-        metrics["alpha"], metrics["solver"], f", {len(partitions)} partitions" if partitions else "",
+        "%s: train R² %.4f, test R² %.4f, test RMSE %.4f (global-mean baseline %.4f), test MAE %.4f",
+        described,
         metrics["train_r2"], metrics["test_r2"], metrics["test_rmse"], metrics["baseline_test_rmse"],
         metrics["test_mae"],
     )  # fmt: skip
