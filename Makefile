@@ -17,7 +17,7 @@ export PREFECT_HOME ?= $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install run test demo-data bench bench-cache bench-scale bench-embed server deploy worker serve screenshots clean
+.PHONY: help install run test demo-data bench bench-cache bench-scale bench-embed bench-quality server deploy worker serve screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -68,7 +68,11 @@ bench-scale: $(STAMP) ## Scale benchmark: notebook-style dense path vs project o
 bench-embed: $(STAMP) ## Embedding speed: texts/s per device and precision on realistic titles and overviews
 	$(PY) benchmarks/embed_speed.py $(ARGS)
 
-bench: bench-cache bench-scale bench-embed ## All benchmarks (prints the tables)
+bench-quality: $(STAMP) ## Model quality on an ML-1M-size generated set: baselines, ridge, hybrid, fm with/without text, myFM ids-only
+	@mkdir -p "$$PREFECT_HOME"
+	$(PY) benchmarks/quality.py $(ARGS)
+
+bench: bench-cache bench-scale bench-embed bench-quality ## All benchmarks (prints the tables)
 
 demo-data: $(STAMP) ## Write the demo data set to data/demo (csv layout)
 	$(VENV)/bin/movie-ratings demo-data data/demo $(ARGS)

@@ -27,14 +27,18 @@ def medium_csv(tmp_path_factory):
 def test_end_to_end_outputs_and_metrics(prefect_server, tmp_path, medium_csv):
     doc = run_flow(tmp_path, medium_csv)
     out = tmp_path / "out"
-    written = ["coefficients.png", "metrics.json", "scatter.png", "top_coefficients.csv"]
+    # the demo profile picks alpha from model.alphas, hence the alpha curve
+    written = ["alpha_curve.png", "coefficients.png", "metrics.json", "scatter.png", "support.png", "top_coefficients.csv"]
     assert sorted(p.name for p in out.iterdir()) == sorted([*written, ".movie-ratings-output.json"])
     assert json.loads((out / ".movie-ratings-output.json").read_text()) == {"tool": "movie-ratings", "files": written}
     metrics = json.loads((out / "metrics.json").read_text())
     assert EXPECTED_METRICS <= set(metrics)
     assert metrics["n_ratings"] == 15000 and 0 < metrics["n_rows"] <= 15000
     assert len(metrics["top_features"]) == 20
-    assert metrics["n_features"] == 1 + 2 + 21 + 2 * 384  # age, gender, occupation one-hots, 2 x MiniLM
+    from tasks.demo_data import GENRE_NAMES
+
+    # age, gender and occupation one-hots, 2 x MiniLM, genres
+    assert metrics["n_features"] == 1 + 2 + 21 + 2 * 384 + len(GENRE_NAMES)
     assert metrics["test_r2"] > 0 and metrics["test_rmse"] < metrics["baseline_test_rmse"]
     assert metrics["config"]["model"]["alpha"] == 5.0
     assert {"load", "embed_title", "embed_overview", "merge", "features", "train", "plots"} <= set(metrics["seconds"])
@@ -54,7 +58,7 @@ def test_rerun_is_cached_and_alpha_change_reruns_train_only(prefect_server, tmp_
     assert set(again["cached_tasks"]) == expected == set(again["seconds"]) - {"flow_body"}
     assert again["embedding"]["texts_embedded"] == 0
     assert again["test_rmse"] == first["test_rmse"]
-    changed = run_flow(tmp_path, medium_csv, "c", extra=["model.alpha=50"])
+    changed = run_flow(tmp_path, medium_csv, "c", extra=["model.alphas=[50]"])
     assert set(changed["cached_tasks"]) == {"load", "embed_title", "embed_overview", "merge", "features", "split", "gram"}
     assert changed["test_rmse"] != first["test_rmse"]
 

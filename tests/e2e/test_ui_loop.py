@@ -169,7 +169,9 @@ return [{{"key": a.key, "type": a.type, "data": a.data}} for a in arts]
     top = json.loads(by_key["movie-ratings-top-coefficients"]["data"])
     assert [row["name"] for row in top] == [t["name"] for t in metrics["top_features"]] and len(top) == 20
     report = by_key["movie-ratings-report"]["data"]
-    assert report.count("](data:image/png;base64,") == 2 and "alpha = 3.25" in report
+    # scatter, support and coefficients figures, embedded so they render offline
+    assert report.count("](data:image/png;base64,") == 3 and "alpha = 3.25" in report
+    assert "RMSE by movie support" in report
     assert out.resolve().as_uri() in by_key["movie-ratings-outputs"]["data"]
     assert float(by_key["movie-ratings-embedding-overview"]["data"]) == 100.0
 
