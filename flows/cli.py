@@ -61,7 +61,13 @@ def _quiet_input_error_tracebacks() -> None:
 
 
 def _print_summary(document: dict) -> None:
+    if document.get("kind") == "fm":
+        model = f"fm, rank {document['rank']}, {document['iterations']} iterations, {document['text_components']} text components"
+    else:
+        chosen = " (best of model.alphas on the validation part)" if "alpha_curve" in document else ""
+        model = f"{document['solver']} ridge, alpha {document['alpha']:g}{chosen}"
     lines = [
+        f"model: {model}",
         f"rows: {document['n_rows']} of {document['n_ratings']} ratings, {document['n_features']} features",
         f"{'':14}{'train':>10}{'test':>10}{'baseline test':>16}",
     ]

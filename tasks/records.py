@@ -44,7 +44,7 @@ class PlainJSONSerializer(Serializer):
         if isinstance(obj, BaseException):  # a failed task run's exception, kept as data only
             obj = {"error": type(obj).__name__, "message": str(obj)}
         # stage results are models (tasks/results.py), also inside dicts and lists: plain JSON values
-        return json.dumps(to_jsonable_python(obj), sort_keys=True, allow_nan=False).encode("utf-8")
+        return json.dumps(to_jsonable_python(obj), allow_nan=False).encode("utf-8")  # key order kept: outputs list baselines in a fixed order
 
     def loads(self, blob: bytes) -> Any:
         return json.loads(blob)

@@ -249,7 +249,8 @@ d = await client.read_deployment_by_name("movie-ratings/demo")
 return {"cron": [s.schedule.cron for s in d.schedules], "params": d.parameters, "pool": d.work_pool_name}
 """,
         )
-        assert info == {"cron": ["0 6 * * *"], "params": {}, "pool": None}  # served by the process, no pool
+        # served by the process, no pool; the parameters of prefect.yaml (alpha chosen on validation)
+        assert info == {"cron": ["0 6 * * *"], "params": {"model": {"alphas": [0.01, 0.1, 1, 10, 100, 1000, 10000, 100000]}}, "pool": None}
         out = tmp_path / "out"
         started = prefect(
             server, "deployment", "run", "movie-ratings/demo", "-p", f"data={SMALL_DEMO}",
