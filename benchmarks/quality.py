@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 VARIANTS = {
-    "ridge (alpha by validation)": [],
+    "ridge (alpha by validation)": ["model.ids=[]"],
     "hybrid (user+movie ids)": ["model.ids=[user_id,movie_id]"],
     "fm, text (16 components)": ["model.kind=fm"],
     "fm, no text": ["model.kind=fm", "model.text_components=0"],

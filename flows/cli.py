@@ -65,7 +65,9 @@ def _print_summary(document: dict) -> None:
         model = f"fm, rank {document['rank']}, {document['iterations']} iterations, {document['text_components']} text components"
     else:
         chosen = " (best of model.alphas on the validation part)" if "alpha_curve" in document else ""
-        model = f"{document['solver']} ridge, alpha {document['alpha']:g}{chosen}"
+        kind = (f"ridge + {' and '.join(document['ids'])} bias terms (hybrid)" if document["solver"] == "hybrid"
+                else f"ridge ({document['solver']} solver)")  # fmt: skip
+        model = f"{kind}, alpha {document['alpha']:g}{chosen}"
     lines = [
         f"model: {model}",
         f"rows: {document['n_rows']} of {document['n_ratings']} ratings, {document['n_features']} features",

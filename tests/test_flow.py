@@ -51,14 +51,15 @@ def test_end_to_end_outputs_and_metrics(prefect_server, tmp_path, medium_csv):
 
 
 def test_rerun_is_cached_and_alpha_change_reruns_train_only(prefect_server, tmp_path, medium_csv):
-    first = run_flow(tmp_path, medium_csv, "a")
-    assert first["embedding"]["texts_embedded"] > 0
-    again = run_flow(tmp_path, medium_csv, "b")
+    plain = ["model.ids=[]"]  # the plain Ridge, whose per-partition sums (gram) are cached too
+    first = run_flow(tmp_path, medium_csv, "a", extra=plain)
+    assert first["embedding"]["texts_embedded"] > 0 and first["solver"] == "factorized"
+    again = run_flow(tmp_path, medium_csv, "b", extra=plain)
     expected = {"load", "embed_title", "embed_overview", "merge", "features", "split", "gram", "train", "plots"}
     assert set(again["cached_tasks"]) == expected == set(again["seconds"]) - {"flow_body"}
     assert again["embedding"]["texts_embedded"] == 0
     assert again["test_rmse"] == first["test_rmse"]
-    changed = run_flow(tmp_path, medium_csv, "c", extra=["model.alphas=[50]"])
+    changed = run_flow(tmp_path, medium_csv, "c", extra=[*plain, "model.alphas=[50]"])
     assert set(changed["cached_tasks"]) == {"load", "embed_title", "embed_overview", "merge", "features", "split", "gram"}
     assert changed["test_rmse"] != first["test_rmse"]
 
@@ -107,7 +108,7 @@ def test_artifacts_are_published(prefect_server, tmp_path, small_csv):
 
 
 def test_alphas_pick_one_and_plot_the_curve(prefect_server, tmp_path, small_csv):
-    doc = run_flow(tmp_path, small_csv, extra=["model.alphas=[0.1, 10, 1000]", "model.solver=factorized"])
+    doc = run_flow(tmp_path, small_csv, extra=["model.ids=[]", "model.alphas=[0.1, 10, 1000]", "model.solver=factorized"])
     assert [p["alpha"] for p in doc["alpha_curve"]] == [0.1, 10, 1000]
     assert doc["alpha"] == min(doc["alpha_curve"], key=lambda p: p["validation_rmse"])["alpha"]
     assert doc["solver"] == "factorized"

@@ -250,7 +250,7 @@ return {"cron": [s.schedule.cron for s in d.schedules], "params": d.parameters, 
 """,
         )
         # served by the process, no pool; the parameters of prefect.yaml (alpha chosen on validation)
-        assert info == {"cron": ["0 6 * * *"], "params": {"model": {"alphas": [0.01, 0.1, 1, 10, 100, 1000, 10000, 100000]}}, "pool": None}
+        assert info == {"cron": ["0 6 * * *"], "params": {"model": {"alphas": [0.01, 0.1, 1, 10, 100, 1000, 10000, 100000], "ids": ["user_id", "movie_id"]}}, "pool": None}
         out = tmp_path / "out"
         started = prefect(
             server, "deployment", "run", "movie-ratings/demo", "-p", f"data={SMALL_DEMO}",
