@@ -41,7 +41,7 @@ from tasks.records import PlainJSONSerializer
 from tasks.ridge import partition_row_stats
 from tasks.splits import split_of
 from tasks.stage import StageRun
-from tasks.train import fitted_model, pick_solver
+from tasks.train import fitted_model, pick_solver, reported
 
 
 def run_pipeline(config: RunConfig, out: str | None) -> dict:
@@ -77,11 +77,16 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
                 [dict(features=features, rows=rows, split=split, part=part, n_parts=n_parts,
                       with_validation=bool(model.alphas), cache_dir=cache_dir) for part in range(n_parts)]  # fmt: skip
             )
+        # top_k only cuts the rankings (below): a fixed value in the key, so changing it never refits
+        fit_settings = model.model_copy(update={"top_k": ModelConfig.model_fields["top_k"].default})
         trained = fitted_model(
-            features=features, rows=rows, split=split, partitions=partitions, model=model, solver=solver,
+            features=features, rows=rows, split=split, partitions=partitions, model=fit_settings, solver=solver,
             cache_dir=cache_dir,
         )  # fmt: skip
-        plotted = figures(features=features, rows=rows, trained=trained, plot=config.plot, cache_dir=cache_dir)
+        plotted = figures(
+            features=features, rows=rows, trained=trained, plot=config.plot, top_k=model.top_k, cache_dir=cache_dir
+        )  # fmt: skip
+        trained = reported(trained, model.top_k)
     seconds = {**run.seconds, "flow_body": round(time.perf_counter() - started, 3)}  # before the outputs
     run.logger.info("cached tasks: %s", ", ".join(run.cached) if run.cached else "none")
     document = metrics_document(

@@ -122,12 +122,14 @@ def support_png(table: list[dict], kind: str) -> bytes:
 
 
 @stage("plots", result=Figures)
-def figures(features: FeatureBlocks, rows: MergedRows, trained: TrainedModel, plot: BaseModel, cache_dir: str) -> Figures:
+def figures(
+    features: FeatureBlocks, rows: MergedRows, trained: TrainedModel, plot: BaseModel, top_k: int, cache_dir: str
+) -> Figures:
     """Scatter of the top features (by |coef|) and the coefficient bars, as PNGs in the store."""
     U, M, table, names = load_blocks(features, rows)
     user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
     rating = table["rating"].to_numpy(dtype=np.float64)
-    top = trained.rankings[plot.rank_by][: plot.top_features]
+    top = trained.rankings[plot.rank_by][: min(plot.top_features, top_k)]
     all_corr = all_rows_correlations(U, M, user_idx, movie_idx, rating)
     correlations = {t["name"]: float(all_corr[t["index"]]) for t in top}
     n = len(rating)
@@ -150,7 +152,7 @@ def figures(features: FeatureBlocks, rows: MergedRows, trained: TrainedModel, pl
     return Figures(
         support=store.put_bytes(support_png(trained.metrics["rmse_by_movie_support"], trained.metrics["kind"]), "png"),
         scatter=store.put_bytes(scatter, "png"),
-        coefficients=store.put_bytes(coefficients_png(trained.top), "png"),
+        coefficients=store.put_bytes(coefficients_png(trained.top[:top_k]), "png"),
         correlations=correlations,
         alpha_curve=store.put_bytes(alpha_curve_png(curve, trained.metrics["alpha"]), "png") if curve else None,
     )

@@ -89,6 +89,13 @@ def feature_rankings(coef: np.ndarray, moments: FeatureMoments, names: list[str]
     }
 
 
+def reported(trained: TrainedModel, top_k: int) -> TrainedModel:
+    """The trained model with its rankings cut to the ``top_k`` features that are reported."""
+    return trained.model_copy(
+        update={"top": trained.top[:top_k], "rankings": {name: r[:top_k] for name, r in trained.rankings.items()}}
+    )
+
+
 def pick_solver(solver: str, n_rows: int, n_features: int) -> str:
     """'auto': the dense reference only while the matrix is small (≤ 2M cells), factorized beyond.
     Decided once, in the flow; the train stage gets the result."""
@@ -228,7 +235,8 @@ def fitted_model(
     model: ModelConfig, solver: str, cache_dir: str,
 ) -> TrainedModel:  # fmt: skip
     """Fit (from the reduced partition statistics when given), evaluate against the baselines, rank
-    the coefficients."""
+    every coefficient. ``model.top_k`` is not read here: the flow passes a fixed value so that
+    changing it never refits (``reported`` cuts the rankings to it)."""
     logger = run_logger(log)
     U, M, table, names = load_blocks(features, rows)
     data = Rows.of(table)
@@ -247,7 +255,7 @@ def fitted_model(
         logger.info("alpha %s: validation RMSE %.4f", point["alpha"], point["validation_rmse"])
     if "alpha_curve" in metrics:
         warn_at_grid_edge(metrics["alpha"], model.alphas, logger)
-    rankings = feature_rankings(fit.coef, fit.moments, names, model.top_k)
+    rankings = feature_rankings(fit.coef, fit.moments, names, len(names))  # all: model.top_k applies when reported
     metrics["baselines"] = baseline_metrics(
         data.user_idx, data.movie_idx, data.y, train, test, U.shape[0], M.shape[0], model.bias_reg_user, model.bias_reg_movie
     )

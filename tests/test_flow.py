@@ -62,6 +62,9 @@ def test_rerun_is_cached_and_alpha_change_reruns_train_only(prefect_server, tmp_
     changed = run_flow(tmp_path, medium_csv, "c", extra=[*plain, "model.alphas=[50]"])
     assert set(changed["cached_tasks"]) == {"load", "embed_title", "embed_overview", "merge", "features", "split", "gram"}
     assert changed["test_rmse"] != first["test_rmse"]
+    fewer = run_flow(tmp_path, medium_csv, "d", extra=[*plain, "model.top_k=5"])  # never refits
+    assert set(fewer["cached_tasks"]) == expected - {"plots"}
+    assert fewer["top_features"] == first["top_features"][:5] and len(fewer["top_standardized"]) == 5
 
 
 def test_both_layouts_give_the_same_model(prefect_server, tmp_path, small_csv, small_dat):
