@@ -6,9 +6,9 @@ data files, ``StoredRef``s of store objects, the model's identity), so hashing t
 *is* hashing the content. The key also folds in a hash of this package's source (the code a task
 calls, not only its own body), so changing any stage's code invalidates its results.
 
-Results are plain JSON (dicts of refs and numbers), written and read by ``tasks/records.py``: a
-record that is not what we wrote (another serializer, a pickle payload, a wrong shape) is a cache
-miss, never code.
+``tasks/stage.py`` applies this policy to every stage; its results are plain JSON written and read by
+``tasks/records.py``: a record that is not what we wrote (another serializer, a pickle payload, a
+wrong shape) is a cache miss, never code.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 from pydantic import BaseModel
 
-from tasks.records import PlainJSONSerializer
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -65,13 +64,6 @@ class InputHashes(CachePolicy):
 
 
 INPUT_HASHES = InputHashes()
-
-# Options shared by every stage's @task: cached on input hashes, results persisted as JSON.
-TASK_OPTIONS: dict[str, Any] = {
-    "cache_policy": INPUT_HASHES,
-    "persist_result": True,
-    "result_serializer": PlainJSONSerializer(),
-}
 
 
 def run_logger(fallback: logging.Logger) -> logging.Logger | logging.LoggerAdapter:
