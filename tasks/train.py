@@ -180,7 +180,7 @@ def evaluate(
     if fm is not None:
         fit = fit_fm(U, M, fitting.user_idx, fitting.movie_idx, fitting.y, **fm)
         fit.moments = feature_moments(U, M, row_stats(U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y))
-        metrics = {"solver": "fm", "alpha": None, **{k: v for k, v in fm.items() if k != "movie_groups"}}
+        metrics = {"solver": "fm", "alpha": None, **{k: v for k, v in fm.items() if k in ("rank", "iterations", "text_components", "seed")}}
         return fit, score(fit, U, M, rows, train, test, metrics)
     if alphas and validation is None:
         raise ValueError("evaluate: alphas need a validation mask over the train rows")
@@ -245,7 +245,7 @@ def fitted_model(
     fm = None
     if model.kind == "fm":
         fm = dict(movie_groups=features.movie_groups, rank=model.rank, iterations=model.iterations,
-                  text_components=model.text_components, seed=model.seed)  # fmt: skip
+                  text_components=model.text_components, seed=model.seed, logger=logger)  # fmt: skip
     fit, metrics = evaluate(
         U, M, data, train, test, alpha=model.alpha, solver=solver, alphas=model.alphas,
         validation=get_array(split.validation), stats=stats, ids=model.ids, id_alpha=model.id_alpha, fm=fm,
