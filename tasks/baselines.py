@@ -114,9 +114,18 @@ def baseline_metrics(
     reg_user: float = 15.0,
     reg_movie: float = 10.0,
 ) -> dict[str, dict[str, float]]:
-    """{baseline: {train_rmse, train_mae, train_r2, test_rmse, test_mae, test_r2}}; predictions are
-    made one baseline and one side at a time, so memory stays at one side's rows."""
+    """{baseline: {train_rmse, train_mae, train_r2, test_rmse, test_mae, test_r2}} of freshly fitted
+    baselines (see ``fitted_metrics``)."""
     fitted = fit_baselines(user_idx, movie_idx, y, train, n_users, n_movies, reg_user, reg_movie)
+    return fitted_metrics(fitted, user_idx, movie_idx, y, train, test)
+
+
+def fitted_metrics(
+    fitted: dict[str, PartialScores], user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray,
+    train: np.ndarray, test: np.ndarray,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """The metrics of fitted baselines on both sides; predictions are made one baseline and one side at
+    a time, so memory stays at one side's rows."""
     out = {}
     for name, scores in fitted.items():
         figures = {}

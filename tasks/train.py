@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from configs.schema import ModelConfig
-from tasks.baselines import baseline_metrics, fit_baselines
+from tasks.baselines import fit_baselines, fitted_metrics
 from tasks.caching import run_logger
 from tasks.features import load_blocks
 from tasks.fm import FMFit, fit_fm
@@ -256,12 +256,10 @@ def fitted_model(
     if "alpha_curve" in metrics:
         warn_at_grid_edge(metrics["alpha"], model.alphas, logger)
     rankings = feature_rankings(fit.coef, fit.moments, names, len(names))  # all: model.top_k applies when reported
-    metrics["baselines"] = baseline_metrics(
-        data.user_idx, data.movie_idx, data.y, train, test, U.shape[0], M.shape[0], model.bias_reg_user, model.bias_reg_movie
-    )
-    tested = data.take(test)
     baselines = fit_baselines(data.user_idx, data.movie_idx, data.y, train, U.shape[0], M.shape[0],
                               model.bias_reg_user, model.bias_reg_movie)  # fmt: skip
+    metrics["baselines"] = fitted_metrics(baselines, data.user_idx, data.movie_idx, data.y, train, test)
+    tested = data.take(test)
     metrics["rmse_by_movie_support"] = rmse_by_movie_support(
         data.movie_idx, data.y, train, test, M.shape[0],
         {"model": fit.predict(U, M, tested.user_idx, tested.movie_idx),
