@@ -31,6 +31,11 @@ class DemoData(Section):
     movies: int = Field(400, ge=1, le=10_000_000, title="Movies", description="Number of generated movies.")
     ratings: int = Field(40_000, ge=1, le=1_000_000_000, title="Ratings", description="Number of generated ratings.")
     seed: int = Field(0, ge=0, title="Seed", description="Seed of the generator (same seed, same data).")
+    text_length: Literal["realistic", "short"] = Field(
+        "realistic",
+        title="Text length",
+        description="realistic: 60-120-word overviews that hint at each movie's tone; short: one sentence per genre.",
+    )
 
 
 class DataConfig(Section):

@@ -229,6 +229,9 @@ def demo_data(
     ratings_format: Annotated[
         str, typer.Option(help="CSV layout: 'csv', 'parquet', or 'auto' (Parquet above 2M ratings).")
     ] = "auto",
+    text_length: Annotated[
+        str, typer.Option(help="'realistic' (60-120-word overviews, the default) or 'short' (one sentence per genre).")
+    ] = "realistic",
 ) -> None:
     """Write a deterministic synthetic data set (no MovieLens data is redistributed)."""
     from tasks.demo_data import write_demo_data
@@ -237,6 +240,8 @@ def demo_data(
         fail(f"--layout {layout!r}: use 'csv' or 'ml-1m'")
     if ratings_format not in ("auto", "csv", "parquet"):
         fail(f"--ratings-format {ratings_format!r}: use auto, csv or parquet")
+    if text_length not in ("realistic", "short"):
+        fail(f"--text-length {text_length!r}: use 'realistic' or 'short'")
     names = {"csv": ["ratings.csv", "ratings.parquet", "users.csv", "movies.csv"],
              "ml-1m": ["ratings.dat", "users.dat", "movies.dat", "overviews.csv"]}[layout]  # fmt: skip
     if directory.exists() and not directory.is_dir():
@@ -246,7 +251,8 @@ def demo_data(
         fail(f"demo-data {directory}: {', '.join(existing)} already there; choose a new or empty folder")
     try:
         written = write_demo_data(
-            directory, users=users, movies=movies, ratings=ratings, seed=seed, layout=layout, ratings_format=ratings_format
+            directory, users=users, movies=movies, ratings=ratings, seed=seed, layout=layout, ratings_format=ratings_format,
+            text_length=text_length,
         )
     except InputError as exc:
         fail(str(exc))
