@@ -61,8 +61,10 @@ def _quiet_input_error_tracebacks() -> None:
 
 
 def _print_summary(document: dict) -> None:
+    from tasks.report import fm_text
+
     if document.get("kind") == "fm":
-        model = f"fm, rank {document['rank']}, {document['iterations']} iterations, {document['text_components']} text components"
+        model = f"fm, rank {document['rank']}, {document['iterations']} iterations, {fm_text(document)}"
     else:
         chosen = " (best of model.alphas on the validation part)" if "alpha_curve" in document else ""
         kind = (f"ridge + {' and '.join(document['ids'])} bias terms (hybrid)" if document["solver"] == "hybrid"

@@ -3,23 +3,28 @@ features, so a movie nobody has rated gets factors from its genres and text (col
 
 The engine is myFM (Gibbs-sampled FM, C++; https://github.com/tohtsky/myFM), fed through its
 *relation blocks*: one row per user ``[standardized user features | user id]`` and one row per movie
-``[genres | text components | movie id]``, indexed by each rating's (user, movie) — the block
+``[genres | learned text column | text components | movie id]``, indexed by each rating's (user, movie) — the block
 structure this project already has, so the rating × feature matrix is never built. A rating is
 
     w0 + w·x_u + w·x_m + Σ_{i<j} <v_i, v_j> x_i x_j       (x = the user's row next to the movie's row)
 
 - **ids**: an id column is set only for users/movies with training ratings; an unseen one has none
   (rather than a factor drawn from the prior), so its prediction comes from its features alone.
-- **text**: the title/overview embeddings (hundreds of dimensions, which overfit: 768 raw MiniLM
-  dimensions made myFM worse on MovieLens-1M cold start) enter as their top ``text_components``
-  principal components (computed over all movies' texts, no ratings involved), scaled so the whole
-  text block weighs like one id column.
-- **groups**: user features, user ids, genres, text, movie ids each get their own prior
+- **text**: the title/overview embeddings are hundreds of dimensions, which overfit (768 raw MiniLM
+  dimensions made myFM worse on MovieLens-1M cold start), so they enter projected:
+  - ``text_bias`` (default): one *learned* column, the movie's bias as a ridge on [text | genres]
+    predicts it (penalty by cross-validation over movies; a rated movie gets its out-of-fold
+    prediction, so the FM learns how far to trust the column on a movie it has not seen);
+  - ``text_components``: the top principal components (over all movies' texts, no ratings
+    involved), scaled so the block weighs like one id column. Off by default: on the generated data
+    they cost accuracy on the cold start (most of a text's variance — who, where — says nothing about
+    ratings) while the learned column gains; docs/quality.md has the measurements.
+- **groups**: user features, user ids, genres, learned text, text components, movie ids each get their own prior
   (``group_shapes``), as myFM recommends for blocks of different kinds.
 
 Predictions average the kept Gibbs samples and are clipped to the training ratings' range. The
-linear weights are mapped back onto the project's feature names (text components onto embedding
-dimensions), so ``top_features`` ranks the same names as the Ridge.
+linear weights are mapped back onto the project's feature names (text components and the learned
+column onto embedding dimensions and genres), so ``top_features`` ranks the same names as the Ridge.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ class FMFit:
     high: float
     alpha: float | None = None  # no penalty to choose: the priors are sampled
     moments: FeatureMoments | None = None
+    text_components: int = 0  # principal components of the text used
+    text_bias: bool = False  # whether the learned text column was used
 
     def predict(self, U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray) -> np.ndarray:
         blocks = relation_blocks(self.user_rows, self.movie_rows, user_idx, movie_idx)
@@ -84,6 +91,63 @@ def text_projection(text: np.ndarray, components: int) -> tuple[np.ndarray, np.n
     return scores / scale, axes, scale
 
 
+RIDGE_ALPHAS = np.logspace(-2, 4, 13)
+
+
+@dataclass
+class MovieBiases:
+    """The training rows' movie biases as a target for the movie's content: the regularized bias
+    (after user biases) with the shrinkage undone, weighted by how reliable it is (n / (n + 10)),
+    for the rated movies, in ``folds`` fixed movie folds."""
+
+    rated: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    fold: np.ndarray
+
+    @classmethod
+    def of(cls, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray, n_movies: int, folds: int = 5, seed: int = 0):
+        from tasks.baselines import fit_bias_model
+
+        bias = fit_bias_model(user_idx, movie_idx, y, int(user_idx.max()) + 1, n_movies, iterations=5)
+        counts = np.bincount(movie_idx, minlength=n_movies)
+        rated = np.flatnonzero(counts > 0)
+        weight = counts[rated] / (counts[rated] + 10.0)
+        fold = np.random.default_rng(seed).permutation(len(rated)) % folds
+        return cls(rated, bias.movie_bias[rated] / weight, weight, fold)
+
+    @property
+    def folds(self) -> int:
+        return int(self.fold.max()) + 1 if len(self.fold) else 0
+
+    def out_of_fold(self, X: np.ndarray) -> tuple[np.ndarray, float]:
+        """Each rated movie's bias predicted from its row of X by a ridge that never saw the movie;
+        (predictions, weighted mean squared error)."""
+        from sklearn.linear_model import RidgeCV
+
+        pred = np.zeros(len(self.rated))
+        for f in range(self.folds):
+            train, test = self.fold != f, self.fold == f
+            model = RidgeCV(alphas=RIDGE_ALPHAS).fit(X[self.rated[train]], self.target[train], sample_weight=self.weight[train])
+            pred[test] = model.predict(X[self.rated[test]])
+        return pred, float(np.sum(self.weight * (pred - self.target) ** 2) / self.weight.sum())
+
+
+def learned_text_bias(content: np.ndarray, biases: MovieBiases) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """A learned one-column projection of the movie's content (genres + text embeddings): its bias
+    as a ridge predicts it. Rated movies get their out-of-fold prediction (so the FM learns how far
+    to trust it on a movie it has not seen, as on a cold start); the others the prediction of a ridge
+    on every rated movie. Returns (column for every movie, that ridge's coefficients, intercept, the
+    out-of-fold weighted MSE)."""
+    from sklearn.linear_model import RidgeCV
+
+    column = np.zeros(content.shape[0])
+    model = RidgeCV(alphas=RIDGE_ALPHAS).fit(content[biases.rated], biases.target, sample_weight=biases.weight)
+    column[:] = model.predict(content)
+    column[biases.rated], mse = biases.out_of_fold(content)
+    return column, np.asarray(model.coef_, dtype=np.float64), float(model.intercept_), mse
+
+
 def seen(index: np.ndarray, size: int) -> sp.csr_matrix:
     """Identity rows for the ids present in ``index`` (training rows), zero rows for the others."""
     on = np.zeros(size)
@@ -108,18 +172,27 @@ def progress(iterations: int, logger: logging.Logger | logging.LoggerAdapter):
 def fit_fm(
     U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray,
     movie_groups: dict[str, int], rank: int, iterations: int, text_components: int, seed: int,
-    logger: logging.Logger | logging.LoggerAdapter = log,
+    text_bias: bool = True, logger: logging.Logger | logging.LoggerAdapter = log,
 ) -> FMFit:  # fmt: skip
     """Fit on the given (training) rows. ``movie_groups``: the column count of each part of M in
-    order (text fields first, then 'genres'), as FeatureBlocks records it."""
+    order (text fields first, then 'genres'), as FeatureBlocks records it. ``text_bias``: add the
+    learned text column (``learned_text_bias``); ``text_components``: add that many principal
+    components of the text (``text_projection``)."""
     myfm = _myfm()
     n_text = sum(n for name, n in movie_groups.items() if name != "genres")
     text, genres = M[:, :n_text], M[:, n_text:]
     mean_u, std_u = U.mean(axis=0), U.std(axis=0)
     std_u = np.where(std_u > 0, std_u, 1.0)
+    biases = MovieBiases.of(user_idx, movie_idx, y, M.shape[0], seed=seed) if n_text else None
+    learned = np.zeros((M.shape[0], 0))
+    if text_bias and biases is not None and len(biases.rated) >= 2 * biases.folds:
+        column, learned_coef, learned_c0, mse = learned_text_bias(M, biases)
+        learned = column[:, None]
+        logger.info("fm: learned text column: movie-bias validation MSE %.5f (genres only: %.5f)",
+                    mse, biases.out_of_fold(genres)[1])  # fmt: skip
     scores, axes, scale = text_projection(text, text_components)
     user_parts = [sp.csr_matrix((U - mean_u) / std_u), seen(user_idx, U.shape[0])]
-    movie_parts = [sp.csr_matrix(genres), sp.csr_matrix(scores), seen(movie_idx, M.shape[0])]
+    movie_parts = [sp.csr_matrix(genres), sp.csr_matrix(learned), sp.csr_matrix(scores), seen(movie_idx, M.shape[0])]
     groups = [p.shape[1] for p in user_parts + movie_parts]
     user_rows, movie_rows = sp.hstack(user_parts, format="csr"), sp.hstack(movie_parts, format="csr")
     keep = [i for i, g in enumerate(groups) if g]
@@ -135,11 +208,19 @@ def fit_fm(
     w0 = float(np.mean([s.w0 for s in samples]))
     d_u = U.shape[1]
     w_user = w[:d_u] / std_u
-    offset = d_u + U.shape[0]
-    w_genres = w[offset : offset + genres.shape[1]]
-    w_text = axes.T @ w[offset + genres.shape[1] : offset + genres.shape[1] + scores.shape[1]] / scale
-    intercept = w0 - float(mean_u @ w_user) - float(text.mean(axis=0) @ w_text)
+    at = d_u + U.shape[0]
+    w_genres = w[at : at + genres.shape[1]]
+    at += genres.shape[1]
+    w_learned = w[at : at + learned.shape[1]]
+    at += learned.shape[1]
+    w_text = axes.T @ w[at : at + scores.shape[1]] / scale
+    if learned.shape[1]:  # the learned column is a ridge on [text | genres]: its weight spreads over them
+        w_text = w_text + w_learned[0] * learned_coef[:n_text]
+        w_genres = w_genres + w_learned[0] * learned_coef[n_text:]
+        w0 += w_learned[0] * learned_c0
+    intercept = w0 - float(mean_u @ w_user) - float(text.mean(axis=0) @ (axes.T @ w[at : at + scores.shape[1]] / scale))
     return FMFit(
         model=model, user_rows=user_rows, movie_rows=movie_rows, coef=np.concatenate([w_user, w_text, w_genres]),
         intercept=intercept, low=float(np.min(y)), high=float(np.max(y)),
+        text_components=scores.shape[1], text_bias=bool(learned.shape[1]),
     )  # fmt: skip

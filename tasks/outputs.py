@@ -45,7 +45,7 @@ def metrics_document(
         "alpha": metrics["alpha"],
         "solver": metrics["solver"],
         "kind": metrics["kind"],
-        **{k: metrics[k] for k in ("rank", "iterations", "text_components") if k in metrics},
+        **{k: metrics[k] for k in ("rank", "iterations", "text_components", "text_bias") if k in metrics},
         **{k: metrics[k] for k in ("ids", "id_alpha", "cg_iterations") if k in metrics},
         **({"alpha_curve": metrics["alpha_curve"]} if "alpha_curve" in metrics else {}),
         "top_features": [{"name": t["name"], "coef": t["coef"]} for t in trained.top],

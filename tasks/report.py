@@ -31,9 +31,17 @@ def markdown_table(header: list[str], rows: list[list[str]], numeric: list[bool]
     return "\n".join(lines)
 
 
+def fm_text(document: dict) -> str:
+    """How the FM saw the text: 'learned text column + 16 text components', 'no text', …"""
+    parts = (["learned text column"] if document.get("text_bias") else []) + (
+        [f"{document['text_components']} text components"] if document.get("text_components") else []
+    )
+    return " + ".join(parts) or "no text"
+
+
 def model_summary(document: dict) -> str:
     if document.get("kind") == "fm":
-        return f"FM rank {document['rank']}, {document['iterations']} iterations, {document['text_components']} text components"
+        return f"FM rank {document['rank']}, {document['iterations']} iterations, {fm_text(document)}"
     return f"Ridge alpha = {document['alpha']}"
 
 

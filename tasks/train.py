@@ -169,19 +169,22 @@ def evaluate(
     ids: list[str] | tuple[str, ...] = (),
     id_alpha: float = 10.0,
     fm: dict | None = None,
+    predictions: dict[str, np.ndarray] | None = None,
 ) -> tuple[RidgeFit | HybridFit | FMFit, dict]:
     """Fit on the train rows (``alpha``, or the best of ``alphas`` scored on the ``validation`` mask
     over the train rows); metrics of the model and of the global-mean baseline on both sides.
     ``solver``: 'dense' or 'factorized' (already decided, see ``pick_solver``); ``stats``: the training
     rows' statistics reduced from partitions ({'all'} or {'fit', 'val'}), computed here when not given.
     ``ids``: the hybrid model with per-user/per-movie bias terms. ``fm``: the factorization machine's
-    settings (``fit_fm`` keyword arguments) instead of any of these."""
+    settings (``fit_fm`` keyword arguments) instead of any of these. ``predictions``: a dict that
+    receives the model's predictions of the train and test rows (so callers need not predict again)."""
     fitting = rows.take(train)
     if fm is not None:
         fit = fit_fm(U, M, fitting.user_idx, fitting.movie_idx, fitting.y, **fm)
         fit.moments = feature_moments(U, M, row_stats(U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y))
-        metrics = {"solver": "fm", "alpha": None, **{k: v for k, v in fm.items() if k in ("rank", "iterations", "text_components", "seed")}}
-        return fit, score(fit, U, M, rows, train, test, metrics)
+        metrics = {"solver": "fm", "alpha": None, **{k: v for k, v in fm.items() if k in ("rank", "iterations", "seed")}}
+        metrics.update(text_components=fit.text_components, text_bias=fit.text_bias)
+        return fit, score(fit, U, M, rows, train, test, metrics, predictions)
     if alphas and validation is None:
         raise ValueError("evaluate: alphas need a validation mask over the train rows")
     metrics: dict = {"solver": "hybrid" if ids else solver}
@@ -212,15 +215,21 @@ def evaluate(
             fit = solve(centred_system(U, M, train_stats), alpha)
     fit.moments = feature_moments(U, M, train_stats)
     metrics["alpha"] = alpha
-    return fit, score(fit, U, M, rows, train, test, metrics)
+    return fit, score(fit, U, M, rows, train, test, metrics, predictions)
 
 
-def score(fit: BlockScores | FMFit, U: np.ndarray, M: np.ndarray, rows: Rows, train: np.ndarray, test: np.ndarray, metrics: dict) -> dict:
-    """Add the model's and the global-mean baseline's R², RMSE, MAE on both sides to ``metrics``."""
+def score(
+    fit: BlockScores | FMFit, U: np.ndarray, M: np.ndarray, rows: Rows, train: np.ndarray, test: np.ndarray,
+    metrics: dict, predictions: dict[str, np.ndarray] | None = None,
+) -> dict:  # fmt: skip
+    """Add the model's and the global-mean baseline's R², RMSE, MAE on both sides to ``metrics``
+    (and the predictions of each side to ``predictions`` when given)."""
     global_mean = float(np.mean(rows.y[train], dtype=np.float64))
     for side, positions in (("train", train), ("test", test)):
         part = rows.take(positions)
         pred = fit.predict(U, M, part.user_idx, part.movie_idx)
+        if predictions is not None:
+            predictions[side] = pred
         for name, value in regression_metrics(part.y, pred).items():
             metrics[f"{side}_{name}"] = value
         for name, value in regression_metrics(part.y, np.full(len(part), global_mean)).items():
@@ -245,10 +254,13 @@ def fitted_model(
     fm = None
     if model.kind == "fm":
         fm = dict(movie_groups=features.movie_groups, rank=model.rank, iterations=model.iterations,
-                  text_components=model.text_components, seed=model.seed, logger=logger)  # fmt: skip
+                  text_components=model.text_components, text_bias=model.text_bias, seed=model.seed,
+                  logger=logger)  # fmt: skip
+    predicted: dict[str, np.ndarray] = {}
     fit, metrics = evaluate(
         U, M, data, train, test, alpha=model.alpha, solver=solver, alphas=model.alphas,
         validation=get_array(split.validation), stats=stats, ids=model.ids, id_alpha=model.id_alpha, fm=fm,
+        predictions=predicted,
     )  # fmt: skip
     metrics["kind"] = model.kind
     for point in metrics.get("alpha_curve", []):
@@ -262,14 +274,15 @@ def fitted_model(
     tested = data.take(test)
     metrics["rmse_by_movie_support"] = rmse_by_movie_support(
         data.movie_idx, data.y, train, test, M.shape[0],
-        {"model": fit.predict(U, M, tested.user_idx, tested.movie_idx),
+        {"model": predicted["test"],
          **{name: b.predict(tested.user_idx, tested.movie_idx) for name, b in baselines.items()}},
     )  # fmt: skip
     for name, figures in metrics["baselines"].items():
         logger.info(
             "baseline %s: test RMSE %.4f, MAE %.4f, R² %.4f", name, figures["test_rmse"], figures["test_mae"], figures["test_r2"]
         )
-    described = (f"FM(rank={model.rank}, {model.iterations} iterations, {model.text_components} text components)"
+    described = (f"FM(rank={model.rank}, {model.iterations} iterations, learned text column "
+                 f"{'on' if metrics.get('text_bias') else 'off'}, {metrics.get('text_components')} text components)"
                  if model.kind == "fm" else f"Ridge(alpha={metrics['alpha']}, {metrics['solver']} solver"
                  + (f", {len(partitions)} partitions)" if partitions else ")"))  # fmt: skip
     logger.info(
