@@ -20,7 +20,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: help install run test demo-data bench bench-cache bench-scale bench-embed bench-quality server deploy worker serve screenshots clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}' | sed 's|$$(PORT)|$(PORT)|g'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -67,6 +67,8 @@ def _print_summary(document: dict) -> None:
         model = f"fm, rank {document['rank']}, {document['iterations']} iterations, {fm_text(document)}"
     else:
         chosen = " (best of model.alphas on the validation part)" if "alpha_curve" in document else ""
+        if document.get("alpha_at_grid_edge"):
+            chosen = f" (the {document['alpha_at_grid_edge']} value of model.alphas: extend the grid)"
         kind = (f"ridge + {' and '.join(document['ids'])} bias terms (hybrid)" if document["solver"] == "hybrid"
                 else f"ridge ({document['solver']} solver)")  # fmt: skip
         model = f"{kind}, alpha {document['alpha']:g}{chosen}"
@@ -167,7 +169,7 @@ def compare(
     from tasks.preflight import preflight
 
     try:
-        from flows.compare import grid_variants, variant_configs, variants_dir
+        from flows.compare import folder_names, grid_variants, variant_configs, variants_dir
 
         source = str(config or DEFAULT_PROFILE)
         base = apply_overrides(read_profile(config or DEFAULT_PROFILE), overrides or [])
@@ -175,8 +177,8 @@ def compare(
         configs = variant_configs(base, variants, source)
         if out:
             check_out_dir(out)
-        for i, variant in enumerate(configs):
-            preflight(variant, variants_dir(out) / str(i) if out else None)
+        for name, variant in zip(folder_names(variants), configs):
+            preflight(variant, variants_dir(out) / name if out else None)
     except InputError as exc:
         fail(str(exc))
 
@@ -186,7 +188,10 @@ def compare(
     result = _run_flow(lambda: compare_flow(configs, variants, str(out) if out else None))
 
     typer.echo(comparison_markdown(result["rows"]))
-    typer.echo(f"outputs: {result['out_dir']}")
+    typer.echo(f"outputs: {result['out_dir']} (compare.md, compare.png, compare.json)")
+    typer.echo(f"each variant's outputs: {Path(result['rows'][0]['out_dir']).parent}/")
+    for row in result["rows"]:
+        typer.echo(f"  {Path(row['out_dir']).name}: {row['model']}, {row['split']} split")
 
 
 @app.command()

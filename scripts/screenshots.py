@@ -2,9 +2,12 @@
 
 Usage: .venv/bin/python scripts/screenshots.py [--out-dir docs/images]
 
-Starts a throwaway Prefect server (temporary PREFECT_HOME, free port), runs the demo flow against it,
-then screenshots the flow-run page (ui-flow-run.png) and the `movie-ratings-report` artifact
-(ui-report.png). Needs Chromium: `apt-get install -y chromium`.
+Starts a throwaway Prefect server (temporary PREFECT_HOME, a free port: the pictures show no URL),
+runs the demo flow against it — the demo profile exactly as `make run` runs it, so the numbers in the
+pictures are the README's — then screenshots the flow-run page (ui-flow-run.png) and the
+`movie-ratings-report` artifact (ui-report.png), and copies that same run's scatter.png,
+coefficients.png, support.png and printed summary (run-summary.txt, the README's table) beside them.
+Needs Chromium: `apt-get install -y chromium`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,7 +30,8 @@ BIN = Path(sys.prefix) / "bin"
 CHROMIUM = Path("/usr/bin/chromium")
 FLOW_NAME = "movie-ratings"
 REPORT_KEY = "movie-ratings-report"
-DEMO_ARGS = ["--set", "data.demo.users=200", "--set", "data.demo.movies=120", "--set", "data.demo.ratings=8000"]
+DEMO_ARGS: list[str] = []  # the demo profile as `make run` runs it: the README's table and pictures agree
+RUN_FILES = ("scatter.png", "coefficients.png", "support.png")
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -87,8 +92,9 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def run_flow(env: dict[str, str], tmp: Path) -> None:
-    """In: environment pointing at the server, scratch folder. Runs the demo flow; raises if it fails."""
+def run_flow(env: dict[str, str], tmp: Path) -> str:
+    """In: environment pointing at the server, scratch folder. Runs the demo flow; raises if it
+    fails. Out: the summary it printed (stdout)."""
     scratch = ["--set", f"cache.dir={tmp / 'cache'}", "--out", str(tmp / "out")]
     command = [str(BIN / "movie-ratings"), "run", *DEMO_ARGS, *scratch]
     try:
@@ -98,6 +104,7 @@ def run_flow(env: dict[str, str], tmp: Path) -> None:
     if done.returncode != 0:
         output = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
         raise ScreenshotError(f"movie-ratings run failed ({done.returncode}):\n{output}")
+    return done.stdout
 
 
 async def find_ids() -> tuple[str, str]:
@@ -155,9 +162,12 @@ def take_screenshots(out_dir: Path) -> list[Path]:
         try:
             wait_healthy(server, base, tmp / "server.log")
             print(f"prefect server up at {base}; running the flow...", flush=True)
-            run_flow(env, tmp)
+            summary = run_flow(env, tmp)
             flow_run_id, artifact_id = asyncio.run(find_ids())
             out_dir.mkdir(parents=True, exist_ok=True)
+            for name in RUN_FILES:
+                shutil.copyfile(tmp / "out" / name, out_dir / name)
+            (out_dir / "run-summary.txt").write_text(summary.replace(str(tmp / "out"), "outputs/<run name>"))
             pages = [
                 (f"{base}/v2/runs/flow-run/{flow_run_id}", out_dir / "ui-flow-run.png", "1400,1000"),
                 (f"{base}/v2/artifacts/artifact/{artifact_id}", out_dir / "ui-report.png", "1400,1800"),
@@ -166,7 +176,7 @@ def take_screenshots(out_dir: Path) -> list[Path]:
                 screenshot(url, target, size, tmp)
         finally:
             stop_server(server)
-        return [target for _, target, _ in pages]
+        return [target for _, target, _ in pages] + [out_dir / n for n in (*RUN_FILES, "run-summary.txt")]
 
 
 def main() -> int:

@@ -47,7 +47,7 @@ def metrics_document(
         "kind": metrics["kind"],
         **{k: metrics[k] for k in ("rank", "iterations", "text_components", "text_bias") if k in metrics},
         **{k: metrics[k] for k in ("ids", "id_alpha", "cg_iterations") if k in metrics},
-        **({"alpha_curve": metrics["alpha_curve"]} if "alpha_curve" in metrics else {}),
+        **{k: metrics[k] for k in ("alpha_curve", "alpha_at_grid_edge") if k in metrics},
         "top_features": [{"name": t["name"], "coef": t["coef"]} for t in trained.top],
         "top_standardized": [
             {"name": t["name"], "coef": t["coef"], "std": t["std"], "standardized": t["standardized"]}

@@ -40,6 +40,16 @@ def scatter_png(
 ) -> bytes:
     """2x3 scatter of each (name, values, correlation) against rating + U(-jitter, jitter); the title
     of each subplot carries the correlation, computed by the caller on all rows (before jitter)."""
+    return figure_png(scatter_figure(features, rating, jitter, seed, title))
+
+
+def scatter_figure(
+    features: list[tuple[str, np.ndarray, float]], rating: np.ndarray, jitter: float, seed: int, title: str
+):
+    """The figure of ``scatter_png`` (x ticks at most 5 per panel, so embedding values such as
+    -0.0123 do not run into each other)."""
+    from matplotlib.ticker import MaxNLocator
+
     jittered = rating + np.random.default_rng(seed).uniform(-jitter, jitter, size=len(rating))
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, (name, values, corr) in zip(axes.ravel(), features):
@@ -47,11 +57,13 @@ def scatter_png(
         ax.set_title(f"{name}\ncorr = {corr:.3f}", fontsize=10)
         ax.set_xlabel(name)
         ax.set_ylabel("rating (jittered)")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.tick_params(axis="x", labelsize=8)
     for ax in axes.ravel()[len(features) :]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    return figure_png(fig)
+    return fig
 
 
 def all_rows_correlations(

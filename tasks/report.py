@@ -42,7 +42,9 @@ def fm_text(document: dict) -> str:
 def model_summary(document: dict) -> str:
     if document.get("kind") == "fm":
         return f"FM rank {document['rank']}, {document['iterations']} iterations, {fm_text(document)}"
-    return f"Ridge alpha = {document['alpha']}"
+    edge = document.get("alpha_at_grid_edge")
+    warning = f" — the {edge} value of `model.alphas`: the best alpha may lie beyond it, extend the grid" if edge else ""
+    return f"Ridge alpha = {document['alpha']}{warning}"
 
 
 def support_section(document: dict, png: bytes | None) -> list[str]:

@@ -104,10 +104,18 @@ def pick_solver(solver: str, n_rows: int, n_features: int) -> str:
     return "dense" if n_rows * n_features <= 2_000_000 else "factorized"
 
 
+def grid_edge(alpha: float, alphas: list[float]) -> str | None:
+    """'lowest' or 'highest' when the chosen alpha is an end of its grid (the best one may lie
+    beyond it), else None."""
+    if len(alphas) > 1 and alpha in (min(alphas), max(alphas)):
+        return "lowest" if alpha == min(alphas) else "highest"
+    return None
+
+
 def warn_at_grid_edge(alpha: float, alphas: list[float], logger) -> None:
     """The chosen alpha at an end of its grid means the best one may lie beyond it."""
-    if len(alphas) > 1 and alpha in (min(alphas), max(alphas)):
-        side = "lowest" if alpha == min(alphas) else "highest"
+    side = grid_edge(alpha, alphas)
+    if side:
         logger.warning(
             "alpha %s is the %s value of model.alphas %s: the best alpha may lie beyond the grid; extend it "
             "(e.g. --set 'model.alphas=[...]')", alpha, side, sorted(alphas),
@@ -267,6 +275,7 @@ def fitted_model(
         logger.info("alpha %s: validation RMSE %.4f", point["alpha"], point["validation_rmse"])
     if "alpha_curve" in metrics:
         warn_at_grid_edge(metrics["alpha"], model.alphas, logger)
+        metrics["alpha_at_grid_edge"] = grid_edge(metrics["alpha"], model.alphas)
     rankings = feature_rankings(fit.coef, fit.moments, names, len(names))  # all: model.top_k applies when reported
     baselines = fit_baselines(data.user_idx, data.movie_idx, data.y, train, U.shape[0], M.shape[0],
                               model.bias_reg_user, model.bias_reg_movie)  # fmt: skip

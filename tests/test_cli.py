@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -98,3 +99,37 @@ def test_serve_reads_prefect_yaml_with_prefects_model_and_honours_active(tmp_pat
     assert [s.active for s in built.schedules] == [False]
     with pytest.raises(InputError, match="no deployment named 'nope' \\(have: demo, ml-1m\\)"):
         deployment("nope")
+
+
+def test_alpha_at_the_edge_of_its_grid_is_said_everywhere(prefect_server, runner, tmp_path, small_csv):
+    """A two-value grid always picks an end: the run warns, and the summary, metrics.json and the
+    report say so (it once picked the lowest alpha silently)."""
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", "--set", f"data.dir={small_csv}", "--set", f"cache.dir={tmp_path / 'c'}",
+                                 "--set", "model.alphas=[1000,10000]", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    edge = metrics["alpha_at_grid_edge"]
+    assert edge == ("lowest" if metrics["alpha"] == 1000 else "highest")
+    assert f"(the {edge} value of model.alphas: extend the grid)" in result.output
+    from tasks.report import model_summary
+
+    assert "extend the grid" in model_summary(metrics)
+    from tasks.train import grid_edge
+
+    assert grid_edge(1.0, [0.001, 1.0, 1e6]) is None and grid_edge(1e6, [1e6, 1.0]) == "highest"
+
+
+def test_the_run_log_warns_at_a_grid_edge(caplog):
+    import logging
+
+    from tasks.train import warn_at_grid_edge
+
+    logger = logging.getLogger("test-edge")
+    with caplog.at_level(logging.WARNING, logger="test-edge"):
+        warn_at_grid_edge(0.1, [0.1, 1.0, 10.0], logger)
+        warn_at_grid_edge(1.0, [0.1, 1.0, 10.0], logger)
+    assert [r.getMessage() for r in caplog.records] == [
+        "alpha 0.1 is the lowest value of model.alphas [0.1, 1.0, 10.0]: the best alpha may lie beyond the grid; "
+        "extend it (e.g. --set 'model.alphas=[...]')"
+    ]
