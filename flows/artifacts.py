@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.report import report_markdown
+from tasks.report import outputs_markdown, report_markdown
 from tasks.results import Figures
 from tasks.store import get_bytes
 
 
-def publish_artifacts(document: dict, out_dir: Path, plotted: Figures) -> None:
+def publish_artifacts(document: dict, out_dir: Path, plotted: Figures, files: list[str]) -> None:
     """The run's artifacts, under stable keys so the UI's Artifacts page keeps their history: metrics
-    and top-coefficient tables, a markdown report with both figures, a link to the output folder."""
+    and top-coefficient tables, a markdown report with every figure, the output folder's path and
+    files (as text: a file:// link is dead in a browser)."""
     rows = []
     for name in ("r2", "rmse", "mae"):
         for side in ("train", "test"):
@@ -35,13 +36,13 @@ def publish_artifacts(document: dict, out_dir: Path, plotted: Figures) -> None:
     create_markdown_artifact(
         key="movie-ratings-report",
         markdown=report_markdown(
-            document, get_bytes(plotted.scatter), get_bytes(plotted.coefficients), str(out_dir), get_bytes(plotted.support)
+            document, get_bytes(plotted.scatter), get_bytes(plotted.coefficients), str(out_dir),
+            get_bytes(plotted.support), get_bytes(plotted.alpha_curve) if plotted.alpha_curve else None,
         ),
         description="Metrics, the top features against the rating, and the top coefficients",
     )
-    create_link_artifact(
+    create_markdown_artifact(
         key="movie-ratings-outputs",
-        link=out_dir.as_uri(),
-        link_text=str(out_dir),
-        description="The run's output folder (metrics.json, top_coefficients.csv, scatter.png, coefficients.png)",
+        markdown=outputs_markdown(str(out_dir), files),
+        description=f"The run's output folder: {out_dir}",
     )

@@ -93,8 +93,9 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
         loaded, rows, features, trained, embedding_summary(embedding_stats), config.model_dump(mode="json"), seconds,
         run.cached,
     )  # fmt: skip
-    out_dir = write_run_outputs(out_dir, run_output_files(document, trained, plotted))
-    publish_artifacts(document, out_dir, plotted)
+    files = run_output_files(document, trained, plotted)
+    out_dir = write_run_outputs(out_dir, files)
+    publish_artifacts(document, out_dir, plotted, sorted(files))
     document["out_dir"] = str(out_dir)
     return document
 

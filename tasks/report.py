@@ -63,9 +63,35 @@ def support_section(document: dict, png: bytes | None) -> list[str]:
     return ["## Where does the model help? RMSE by movie support", body, "", *figure]
 
 
+def alpha_section(document: dict, png: bytes | None) -> list[str]:
+    """The validation curve that chose alpha: the table, the figure, and a word when the choice is an
+    end of the grid."""
+    curve = document.get("alpha_curve")
+    if not curve:
+        return []
+    body = markdown_table(
+        ["alpha", "validation RMSE", ""],
+        [[f"{p['alpha']:g}", f"{p['validation_rmse']:.4f}", "← chosen" if p["alpha"] == document["alpha"] else ""]
+         for p in curve],
+        [True, True, False],
+    )  # fmt: skip
+    edge = document.get("alpha_at_grid_edge")
+    note = [f"The chosen alpha is the {edge} value of `model.alphas`: the best may lie beyond it; extend the grid.", ""]
+    figure = [f"![alpha curve]({data_uri(compact_png(png, max_width=600))})", ""] if png else []
+    return ["## How alpha was chosen (validation part of the training rows)", body, "", *(note if edge else []), *figure]
+
+
+def outputs_markdown(out_dir: str, files: list[str]) -> str:
+    """The outputs artifact: the folder as copyable text (browsers refuse file:// links from a web
+    page) and what is in it."""
+    listing = "\n".join(f"- `{name}`" for name in files)
+    return f"# Output folder\n\n```\n{out_dir}\n```\n\n{listing}\n\nEverything in it is also in the report artifact.\n"
+
+
 def report_markdown(
-    document: dict, scatter_png: bytes, coefficients_png: bytes, out_dir: str, support_png: bytes | None = None
-) -> str:
+    document: dict, scatter_png: bytes, coefficients_png: bytes, out_dir: str, support_png: bytes | None = None,
+    alpha_png: bytes | None = None,
+) -> str:  # fmt: skip
     """Markdown for the report artifact."""
     baselines = document["baselines"]
     metrics = markdown_table(
@@ -98,6 +124,7 @@ def report_markdown(
             f"![scatter]({data_uri(compact_png(scatter_png))})",
             "",
             *support_section(document, support_png),
+            *alpha_section(document, alpha_png),
             "## Top coefficients",
             f"![coefficients]({data_uri(compact_png(coefficients_png, max_width=700))})",
             "",

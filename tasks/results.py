@@ -18,6 +18,11 @@ from tasks.store import StoredRef
 class Result(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def summary(self) -> str:
+        """What the result holds, in one line: logged when it comes from the cache, so a cached
+        run's log tells the same story as a fresh one."""
+        return type(self).__name__
+
 
 class LoadedData(Result):
     """The validated input tables in the store, and what loading counted."""
@@ -28,6 +33,10 @@ class LoadedData(Result):
     movies: StoredRef
     stats: dict[str, int]
 
+    def summary(self) -> str:
+        s = self.stats
+        return f"{self.layout} layout: {s['n_ratings']:,} ratings, {s['n_users']:,} users, {s['n_movies']:,} movies"
+
 
 class EmbeddedField(Result):
     """One text field of the movies table as vectors aligned to its rows."""
@@ -36,12 +45,19 @@ class EmbeddedField(Result):
     present: StoredRef
     stats: dict[str, Any]
 
+    def summary(self) -> str:
+        s = self.stats
+        return f"{s.get('texts_unique', '?'):,} distinct texts, vectors of {s.get('dim', '?')} dimensions"
+
 
 class MergedRows(Result):
     """Ratings joined to users and movies: user_idx, movie_idx, rating[, timestamp]."""
 
     rows: StoredRef
     n_rows: int
+
+    def summary(self) -> str:
+        return f"{self.n_rows:,} rows with their user's features and movie's embeddings"
 
 
 class FeatureBlocks(Result):
@@ -55,6 +71,10 @@ class FeatureBlocks(Result):
     n_movies: int
     movie_groups: dict[str, int]  # columns of each part of M, in order: text fields, then "genres"
 
+    def summary(self) -> str:
+        parts = ", ".join(f"{name} {n}" for name, n in self.movie_groups.items())
+        return f"{self.n_features} features: user block of {self.n_users:,} users, movie block of {self.n_movies:,} movies ({parts})"
+
 
 class SplitRows(Result):
     """Train/test positions of the merged rows and the validation mask of the training rows."""
@@ -64,6 +84,9 @@ class SplitRows(Result):
     validation: StoredRef
     n_train: int
     n_test: int
+
+    def summary(self) -> str:
+        return f"{self.n_train:,} train / {self.n_test:,} test rows"
 
 
 class StatsRefs(Result):
@@ -78,6 +101,9 @@ class StatsRefs(Result):
     s_m: StoredRef
     ctu: StoredRef
 
+    def summary(self) -> str:
+        return f"Ridge sums over {int(self.n):,} rows"
+
 
 class TrainedModel(Result):
     """Coefficients, metrics beside the baselines, and the feature rankings."""
@@ -89,6 +115,13 @@ class TrainedModel(Result):
     n_train: int
     n_test: int
 
+    def summary(self) -> str:
+        m = self.metrics
+        alpha = f", alpha {m['alpha']:g}" if m.get("alpha") is not None else ""
+        return (f"{m.get('kind', 'ridge')} ({m.get('solver')}{alpha}): test RMSE {m['test_rmse']:.4f}, "
+                f"bias baseline {m['baselines']['bias']['test_rmse']:.4f}" if "baselines" in m and "bias" in m["baselines"]
+                else f"{m.get('kind', 'ridge')}: test RMSE {m['test_rmse']:.4f}")  # fmt: skip
+
 
 class Figures(Result):
     """The run's figures as PNGs in the store."""
@@ -98,6 +131,9 @@ class Figures(Result):
     correlations: dict[str, float]
     support: StoredRef  # RMSE by the test movie's number of training ratings
     alpha_curve: StoredRef | None = None
+
+    def summary(self) -> str:
+        return "scatter, coefficients, support" + (", alpha curve" if self.alpha_curve else "") + " figures"
 
 
 class DemoFolder(StoredRef):

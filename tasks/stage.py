@@ -108,13 +108,18 @@ class Stage(Generic[R]):
             return [f"not a {self.name} result: {'.'.join(map(str, first['loc'])) or 'value'}: {first['msg']}"]
         return broken_refs(value)
 
-    def _checked(self, run: StageRun, state: Any, inputs: dict[str, Any]) -> tuple[R, bool]:
+    def _checked(self, run: StageRun, state: Any, inputs: dict[str, Any], label: str | None = None) -> tuple[R, bool]:
+        """The task's value, validated; (value, from the cache). A usable cached value is logged
+        with its summary under ``label`` (None: not logged); an unusable one is recomputed."""
         value = state.result()  # raises the task's exception (e.g. InputError) when it failed
         if state.name != "Cached":
             return self.result.validate_python(value), False
         problems = self.unusable(value)
         if not problems:
-            return self.result.validate_python(value), True
+            checked = self.result.validate_python(value)
+            if label and hasattr(checked, "summary"):  # the story a fresh run's logs would tell
+                run.logger.info("%s: from the cache: %s", label, checked.summary())
+            return checked, True
         run.logger.warning("%s: cached result unusable (%s); recomputing", self.name, "; ".join(problems[:3]))
         value = self.task.with_options(**run.options(refresh=True))(**inputs)
         return self.result.validate_python(value), False
@@ -124,7 +129,7 @@ class Stage(Generic[R]):
         run = current_run()
         started = time.perf_counter()
         state = self.task.with_options(**run.options())(**inputs, return_state=True)
-        value, cached = self._checked(run, state, inputs)
+        value, cached = self._checked(run, state, inputs, label or self.name)
         run.record(label or self.name, started, cached)
         return value
 
@@ -141,6 +146,8 @@ class Stage(Generic[R]):
             value, cached = self._checked(run, future.state, inputs)
             results.append(value)
             all_cached &= cached
+        if all_cached:
+            run.logger.info("%s: from the cache: all %d task runs", label or self.name, len(calls))
         run.record(label or self.name, started, all_cached)
         return results
 

@@ -50,11 +50,18 @@ def test_end_to_end_outputs_and_metrics(prefect_server, tmp_path, medium_csv):
     assert doc["test_rmse"] == metrics["test_rmse"]
 
 
-def test_rerun_is_cached_and_alpha_change_reruns_train_only(prefect_server, tmp_path, medium_csv):
+def test_rerun_is_cached_and_alpha_change_reruns_train_only(prefect_server, tmp_path, medium_csv, caplog):
     plain = ["model.ids=[]"]  # the plain Ridge, whose per-partition sums (gram) are cached too
     first = run_flow(tmp_path, medium_csv, "a", extra=plain)
     assert first["embedding"]["texts_embedded"] > 0 and first["solver"] == "factorized"
-    again = run_flow(tmp_path, medium_csv, "b", extra=plain)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        again = run_flow(tmp_path, medium_csv, "b", extra=plain)
+    # a cached run's log still tells the story: one line per stage with what it holds
+    told = {r.getMessage().split(": from the cache: ")[0]: r.getMessage() for r in caplog.records if ": from the cache: " in r.getMessage()}
+    assert set(told) == {"load", "embed_title", "embed_overview", "merge", "features", "split", "gram", "train", "plots"}
+    assert f"test RMSE {first['test_rmse']:.4f}" in told["train"] and f"{first['n_rows']:,} rows" in told["merge"]
+    assert "distinct texts, vectors of 384 dimensions" in told["embed_title"]
     expected = {"load", "embed_title", "embed_overview", "merge", "features", "split", "gram", "train", "plots"}
     assert set(again["cached_tasks"]) == expected == set(again["seconds"]) - {"flow_body"}
     assert again["embedding"]["texts_embedded"] == 0

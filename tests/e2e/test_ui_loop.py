@@ -172,7 +172,9 @@ return [{{"key": a.key, "type": a.type, "data": a.data}} for a in arts]
     # scatter, support and coefficients figures, embedded so they render offline
     assert report.count("](data:image/png;base64,") == 3 and "alpha = 3.25" in report
     assert "RMSE by movie support" in report
-    assert out.resolve().as_uri() in by_key["movie-ratings-outputs"]["data"]
+    outputs = by_key["movie-ratings-outputs"]
+    assert outputs["type"] == "markdown" and f"```\n{out.resolve()}\n```" in outputs["data"]  # copyable, no file:// link
+    assert "file://" not in outputs["data"] and "- `metrics.json`" in outputs["data"]
     assert float(by_key["movie-ratings-embedding-overview"]["data"]) == 100.0
 
     logs = client_call(
