@@ -35,10 +35,13 @@ def fail(message: str) -> None:
 
 
 def _about_input_error(record: logging.LogRecord) -> bool:
-    if record.exc_info and isinstance(record.exc_info[1], InputError):
+    """The run's own ERROR line of an InputError, Prefect's records of it, and the run's final
+    'Finished in state Failed(…)' line (the CLI prints the one ``error:`` line instead)."""
+    from flows.failures import is_prefects_record_of_input_error
+
+    if getattr(record, "input_error", False) or is_prefects_record_of_input_error(record):
         return True
-    message = record.getMessage()
-    return "InputError" in message and (record.levelno >= logging.ERROR or "Finished in state Failed" in message)
+    return "Finished in state Failed(" in record.getMessage()
 
 
 class _ConsoleWithoutInputErrors(logging.Filter):

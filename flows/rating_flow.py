@@ -27,10 +27,12 @@ from configs.schema import (
     SplitConfig,
 )
 from flows.artifacts import publish_artifacts
+from flows.failures import failed_on_input
 from flows.embedding import embedding_summary, movie_vectors
 from flows.runners import dask_flow
 from tasks.demo_data import demo_folder
 from tasks.embed import model_source
+from tasks.errors import InputError
 from tasks.features import feature_blocks
 from tasks.load import data_fingerprint, loaded_data
 from tasks.merge import merged_rows
@@ -122,9 +124,12 @@ def movie_ratings(
     config = RunConfig(
         data=data, embedding=embedding, features=features, split=split, model=model, plot=plot, cache=cache, runner=runner
     )
-    if runner.kind == "dask":
-        return dask_flow(runner, run_pipeline)(config, out)
-    return run_pipeline(config, out)
+    try:
+        if runner.kind == "dask":
+            return dask_flow(runner, run_pipeline)(config, out)
+        return run_pipeline(config, out)
+    except InputError as exc:  # one ERROR line, and the run's state message (flows/failures.py)
+        return failed_on_input(exc, get_run_logger())
 
 
 def run_with_config(config: RunConfig, out: str | None = None, **options):

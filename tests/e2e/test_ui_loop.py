@@ -225,9 +225,20 @@ def test_bad_data_dir_fails_with_the_message(deployed, tmp_path):
         deployed, "deployment", "run", "movie-ratings/ml-1m",
         "-p", json.dumps({"dir": str(tmp_path / "cache")}).join(["cache=", ""]),
     )  # fmt: skip
-    run = wait_final(deployed, flow_run_id(started.stdout))
-    assert run["type"] == "FAILED"
-    assert "InputError: data dir /path/to/ml-1m: does not exist or is not a directory" in run["message"]
+    run_id = flow_run_id(started.stdout)
+    run = wait_final(deployed, run_id)
+    line = "data dir /path/to/ml-1m: does not exist or is not a directory"
+    assert run["type"] == "FAILED" and run["message"] == line  # the run header says why
+    logs = client_call(
+        deployed,
+        f"""
+logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=["{run_id}"])))
+return [[l.level, l.message] for l in logs]
+""",
+    )
+    errors = [message for level, message in logs if level >= 40]
+    assert errors == [line], logs  # logged once, one line, no engine traceback
+    assert not any("Traceback" in message for _, message in logs)
 
 
 def test_bad_parameter_is_refused_with_a_clear_message(deployed):
