@@ -30,7 +30,6 @@ VARIANTS = {
     "ridge (alpha by validation)": ["model.ids=[]"],
     "hybrid (user+movie ids)": ["model.ids=[user_id,movie_id]"],
     "fm, learned text column (default)": ["model.kind=fm"],
-    "fm, learned column + 16 text PCs": ["model.kind=fm", "model.text_components=16"],
     "fm, 16 text PCs only": ["model.kind=fm", "model.text_bias=false", "model.text_components=16"],
     "fm, no text": ["model.kind=fm", "model.text_bias=false"],
 }
