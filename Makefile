@@ -8,9 +8,13 @@ STAMP := $(VENV)/.installed
 # torch first, pinned: the CPU wheel on this machine; on a CUDA machine PyPI's build of the same version.
 TORCH ?= torch==2.13.0
 ARGS ?=
-# The Prefect server of `make server`; deploy/worker/serve talk to it.
+# The Prefect server of `make server`; deploy/worker/serve talk to the user's configured API
+# (PREFECT_API_URL, or the active profile of ~/.prefect/profiles.toml) or else to it, and say which.
 PORT ?= 4200
-API_URL ?= http://127.0.0.1:$(PORT)/api
+LOCAL_API_URL := http://127.0.0.1:$(PORT)/api
+API_CHOICE = $(shell python3 scripts/api_url.py $(LOCAL_API_URL))
+API_URL ?= $(firstword $(API_CHOICE))
+SAY_API = @echo "Prefect API: $(API_URL) ($(wordlist 2,100,$(API_CHOICE)))"
 
 # Prefect state (ephemeral server database, settings) stays inside the project folder.
 export PREFECT_HOME ?= $(CURDIR)/.state/prefect
@@ -41,17 +45,20 @@ test: $(STAMP) ## Run the test suite
 
 server: $(STAMP) ## Start a Prefect server + UI on http://127.0.0.1:$(PORT) (state in .state/prefect)
 	@mkdir -p "$$PREFECT_HOME"
-	PREFECT_UI_API_URL=$(API_URL) PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT=false \
+	PREFECT_UI_API_URL=$(LOCAL_API_URL) PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT=false \
 		$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PORT)
 
-deploy: $(STAMP) ## Create the 'movie-ratings' process work pool and the deployments of prefect.yaml on that server
+deploy: $(STAMP) ## Create the 'movie-ratings' process work pool and the deployments of prefect.yaml (your Prefect API, else make server's)
+	$(SAY_API)
 	PREFECT_API_URL=$(API_URL) $(VENV)/bin/prefect work-pool create movie-ratings --type process --overwrite
 	PREFECT_API_URL=$(API_URL) PWD=$(CURDIR) $(VENV)/bin/prefect --no-prompt deploy --all
 
 worker: $(STAMP) ## Start a worker for the 'movie-ratings' pool (runs scheduled and UI-triggered runs)
+	$(SAY_API)
 	PREFECT_API_URL=$(API_URL) $(VENV)/bin/prefect worker start --pool movie-ratings --type process
 
 serve: $(STAMP) ## One process instead of deploy + worker: serve the deployments of prefect.yaml
+	$(SAY_API)
 	PREFECT_API_URL=$(API_URL) $(VENV)/bin/movie-ratings serve
 
 screenshots: $(STAMP) ## Headless-Chromium screenshots of a run and its report into docs/images (needs Debian's chromium)

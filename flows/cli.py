@@ -197,14 +197,41 @@ def compare(
         typer.echo(f"  {Path(row['out_dir']).name}: {row['model']}, {row['split']} split")
 
 
+def refuse_pool_deployments(names: list[str]) -> None:
+    """InputError when one of movie-ratings/<name> exists on the API bound to a work pool."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL
+
+    with get_client(sync_client=True) as client:
+        for name in names:
+            try:
+                found = client.read_deployment_by_name(f"movie-ratings/{name}")
+            except ObjectNotFound:
+                continue
+            if found.work_pool_name:
+                raise InputError(
+                    f"serve: movie-ratings/{name} is deployed for work pool '{found.work_pool_name}' on "
+                    f"{PREFECT_API_URL.value() or 'this API'} (make deploy); serving it would take it over and break "
+                    f"the worker's runs. Run it with `make worker`, or serve beside it: movie-ratings serve --name-suffix=-served"
+                )
+
+
 @app.command()
 def serve(
     names: Annotated[
         list[str] | None, typer.Argument(help="Deployments of prefect.yaml to serve (default: all of them).")
     ] = None,
+    name_suffix: Annotated[
+        str, typer.Option(help="Serve under other names (e.g. '-served': movie-ratings/demo-served), beside `make deploy`'s.")
+    ] = "",
 ) -> None:
     """Serve the deployments of prefect.yaml from this process (flow.serve): same schedules and
-    parameters as `make deploy` + `make worker`, no work pool needed. Stop with Ctrl-C."""
+    parameters as `make deploy` + `make worker`, no work pool needed. Stop with Ctrl-C.
+
+    A deployment of the same name that a work pool runs (`make deploy`) is never taken over: serve
+    stops with one line instead (serving it would drop its pull step and break the worker's runs);
+    --name-suffix serves beside it."""
     from prefect import serve as prefect_serve
 
     from flows.project import deployment, read_project
@@ -213,12 +240,13 @@ def serve(
     try:
         names = names or [d.name for d in read_project()[0].deployments]
         specs = [deployment(name) for name in names]
+        refuse_pool_deployments([spec.name + name_suffix for spec, _ in specs])
     except InputError as exc:
         fail(str(exc))
     prefect_serve(
         *[
             movie_ratings.to_deployment(
-                name=spec.name, parameters=spec.parameters, schedules=schedules, description=spec.description,
+                name=spec.name + name_suffix, parameters=spec.parameters, schedules=schedules, description=spec.description,
                 tags=spec.tags,
             )  # fmt: skip
             for spec, schedules in specs

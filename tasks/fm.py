@@ -9,7 +9,9 @@ structure this project already has, so the rating × feature matrix is never bui
     w0 + w·x_u + w·x_m + Σ_{i<j} <v_i, v_j> x_i x_j       (x = the user's row next to the movie's row)
 
 - **ids**: an id column is set only for users/movies with training ratings; an unseen one has none
-  (rather than a factor drawn from the prior), so its prediction comes from its features alone.
+  (rather than a factor drawn from the prior), so its prediction comes from its features — plus,
+  for a movie, what an id adds as its content predicts it (``cold_start_correction``: the features'
+  weights are learned beside the ids and explain only what the ids leave).
 - **text**: the title/overview embeddings are hundreds of dimensions, which overfit (768 raw MiniLM
   dimensions made myFM worse on MovieLens-1M cold start), so they enter projected:
   - ``text_bias`` (default): one *learned* column, the movie's bias as a ridge on [text | genres]
@@ -22,7 +24,7 @@ structure this project already has, so the rating × feature matrix is never bui
 - **groups**: user features, user ids, genres, learned text, text components, movie ids each get their own prior
   (``group_shapes``), as myFM recommends for blocks of different kinds.
 
-Predictions average the kept Gibbs samples and are clipped to the training ratings' range. The
+Predictions average the last ``kept_samples`` Gibbs samples and are clipped to the training ratings' range. The
 linear weights are mapped back onto the project's feature names (text components and the learned
 column onto embedding dimensions and genres), so ``top_features`` ranks the same names as the Ridge.
 """

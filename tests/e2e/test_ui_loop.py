@@ -274,3 +274,33 @@ return {"cron": [s.schedule.cron for s in d.schedules], "params": d.parameters, 
         assert (out / "metrics.json").exists()
     finally:
         stop(serving)
+
+
+def test_serve_never_takes_over_a_worker_deployment_and_runs_beside_it(deployed, tmp_path):
+    """The README's order (deploy, then serve) once broke every run: serve rewrote the pool's
+    deployments without their pull step. Now serve refuses with one line, or serves beside them."""
+    describe = """
+d = await client.read_deployment_by_name("movie-ratings/{name}")
+return {{"pool": d.work_pool_name, "pull": d.pull_steps, "paused": d.paused}}
+"""
+    before = client_call(deployed, describe.format(name="demo"))
+    refused = subprocess.run([str(BIN / "movie-ratings"), "serve", "demo"], env=deployed["env"], cwd=REPO,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"error: serve: movie-ratings/demo is deployed for work pool 'movie-ratings' on {deployed['env']['PREFECT_API_URL']} "
+        "(make deploy); serving it would take it over and break the worker's runs. Run it with `make worker`, or "
+        "serve beside it: movie-ratings serve --name-suffix=-served"
+    ]
+    beside = start([str(BIN / "movie-ratings"), "serve", "demo", "--name-suffix=-served"], deployed["env"], tmp_path / "serve.log")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and "Your deployments are being served" not in (tmp_path / "serve.log").read_text():
+            assert beside.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(1)
+        served = client_call(deployed, describe.format(name="demo-served"))
+        assert served["pool"] is None
+    finally:
+        stop(beside)
+    after = client_call(deployed, describe.format(name="demo"))
+    assert after == before and after["pool"] == "movie-ratings" and after["pull"]  # untouched, still runnable
