@@ -29,9 +29,10 @@ sys.path.insert(0, str(REPO))
 VARIANTS = {
     "ridge (alpha by validation)": ["model.ids=[]"],
     "hybrid (user+movie ids)": ["model.ids=[user_id,movie_id]"],
-    "fm, learned text column (default)": ["model.kind=fm"],
-    "fm, 16 text PCs only": ["model.kind=fm", "model.text_bias=false", "model.text_components=16"],
-    "fm, no text": ["model.kind=fm", "model.text_bias=false"],
+    "fm, 16 text PCs (default)": ["model.kind=fm"],
+    "fm, 32 text PCs": ["model.kind=fm", "model.text_components=32"],
+    "fm, learned text column instead": ["model.kind=fm", "model.text_bias=true", "model.text_components=0"],
+    "fm, no text": ["model.kind=fm", "model.text_components=0"],
 }
 
 
