@@ -74,9 +74,9 @@ def test_bad_grid_value_fails_before_running(tmp_path):
 
 
 def test_variant_names_and_folders_are_readable_and_distinct():
-    cfg = load_config(overrides=["model.kind=fm", "model.text_bias=false", "model.alpha=3"])
-    assert model_name(cfg, ["model.kind=fm", "model.text_bias=false", "model.alpha=3"]) == "fm, no text, title+overview, model.alpha=3"
-    cfg = load_config(overrides=["model.kind=fm", "model.text_components=16"])
+    cfg = load_config(overrides=["model.kind=fm", "model.text_components=0", "model.alpha=3"])
+    assert model_name(cfg, ["model.kind=fm", "model.text_components=0", "model.alpha=3"]) == "fm, no text, title+overview, model.alpha=3"
+    cfg = load_config(overrides=["model.kind=fm", "model.text_bias=true"])
     assert model_name(cfg, ["model.kind=fm"]) == "fm, learned text column + 16 text components, title+overview"
     assert model_name(load_config(overrides=["model.ids=[user_id]"]), []) == "hybrid (user ids), title+overview"
     assert folder_names([["split.strategy=movie", "model.kind=fm"], ["model.ids=[]"], []]) == [
