@@ -55,7 +55,7 @@ deploy: $(STAMP) ## Create the 'movie-ratings' process work pool and the deploym
 
 worker: $(STAMP) ## Start a worker for the 'movie-ratings' pool (runs scheduled and UI-triggered runs)
 	$(SAY_API)
-	PREFECT_API_URL=$(API_URL) $(VENV)/bin/prefect worker start --pool movie-ratings --type process
+	PREFECT_API_URL=$(API_URL) $(VENV)/bin/movie-ratings worker
 
 serve: $(STAMP) ## One process instead of deploy + worker: serve the deployments of prefect.yaml
 	$(SAY_API)

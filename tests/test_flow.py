@@ -55,7 +55,8 @@ def test_rerun_is_cached_and_alpha_change_reruns_train_only(prefect_server, tmp_
     first = run_flow(tmp_path, medium_csv, "a", extra=plain)
     assert first["embedding"]["texts_embedded"] > 0 and first["solver"] == "factorized"
     caplog.clear()
-    with caplog.at_level("INFO"):
+    # (the CLI's error path sets the 'prefect' logger to WARNING for the rest of a process: reset here)
+    with caplog.at_level("INFO", logger="prefect"), caplog.at_level("INFO", logger="prefect.flow_runs"):
         again = run_flow(tmp_path, medium_csv, "b", extra=plain)
     # a cached run's log still tells the story: one line per stage with what it holds
     told = {r.getMessage().split(": from the cache: ")[0]: r.getMessage() for r in caplog.records if ": from the cache: " in r.getMessage()}

@@ -304,3 +304,22 @@ return {{"pool": d.work_pool_name, "pull": d.pull_steps, "paused": d.paused}}
         stop(beside)
     after = client_call(deployed, describe.format(name="demo"))
     assert after == before and after["pool"] == "movie-ratings" and after["pull"]  # untouched, still runnable
+
+
+def test_make_worker_stops_on_ctrl_c(deployed, tmp_path):
+    """`prefect worker start` was measured still running 20 s after SIGINT; `movie-ratings worker`
+    (what `make worker` runs) stops within its grace period, its worker process included."""
+    log = tmp_path / "worker.log"
+    proc = start([str(BIN / "movie-ratings"), "worker", "--grace", "5"], deployed["env"], log)
+    deadline = time.time() + 90
+    while time.time() < deadline and "started" not in log.read_text():
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.5)
+    assert "started" in log.read_text(), log.read_text()
+    child = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()[0])
+    stopped_at = time.time()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
+    proc.wait(timeout=20)
+    assert time.time() - stopped_at < 8, log.read_text()
+    assert "stopping the worker" in log.read_text()
+    assert not os.path.exists(f"/proc/{child}"), "the prefect worker process outlived its wrapper"
