@@ -107,8 +107,8 @@ def run_flow(env: dict[str, str], tmp: Path) -> str:
     return done.stdout
 
 
-async def find_ids() -> tuple[str, str]:
-    """Out: (id of the latest flow run of FLOW_NAME, id of its REPORT_KEY artifact); needs PREFECT_API_URL set."""
+async def find_ids(key: str = REPORT_KEY) -> tuple[str, str]:
+    """Out: (id of the latest flow run of FLOW_NAME, id of its ``key`` artifact); needs PREFECT_API_URL set."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, FlowFilter, FlowFilterName,
@@ -121,11 +121,11 @@ async def find_ids() -> tuple[str, str]:
         if not runs:
             raise ScreenshotError(f"no flow run of {FLOW_NAME!r} on the server")
         artifact_filter = ArtifactFilter(
-            key=ArtifactFilterKey(any_=[REPORT_KEY]), flow_run_id=ArtifactFilterFlowRunId(any_=[runs[0].id])
+            key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[runs[0].id])
         )
         artifacts = await client.read_artifacts(artifact_filter=artifact_filter, limit=1)
         if not artifacts:
-            raise ScreenshotError(f"flow run {runs[0].name} has no {REPORT_KEY!r} artifact")
+            raise ScreenshotError(f"flow run {runs[0].name} has no {key!r} artifact")
         return str(runs[0].id), str(artifacts[0].id)
 
 
@@ -164,13 +164,15 @@ def take_screenshots(out_dir: Path) -> list[Path]:
             print(f"prefect server up at {base}; running the flow...", flush=True)
             summary = run_flow(env, tmp)
             flow_run_id, artifact_id = asyncio.run(find_ids())
+            outputs_id = asyncio.run(find_ids("movie-ratings-outputs"))[1]
             out_dir.mkdir(parents=True, exist_ok=True)
             for name in RUN_FILES:
                 shutil.copyfile(tmp / "out" / name, out_dir / name)
             (out_dir / "run-summary.txt").write_text(summary.replace(str(tmp / "out"), "outputs/<run name>"))
             pages = [
                 (f"{base}/v2/runs/flow-run/{flow_run_id}", out_dir / "ui-flow-run.png", "1400,1000"),
-                (f"{base}/v2/artifacts/artifact/{artifact_id}", out_dir / "ui-report.png", "1400,1800"),
+                (f"{base}/v2/artifacts/artifact/{artifact_id}", out_dir / "ui-report.png", "1400,3300"),
+                (f"{base}/v2/artifacts/artifact/{outputs_id}", out_dir / "ui-outputs.png", "1400,700"),
             ]
             for url, target, size in pages:
                 screenshot(url, target, size, tmp)
