@@ -30,3 +30,8 @@ def test_make_says_which_api_in_its_first_line(tmp_path):
     done = subprocess.run(["make", "-n", "worker", "STAMP=", "PORT=4301"], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
     assert "Prefect API: http://127.0.0.1:4301/api (the local server of make server)" in done.stdout.splitlines()[0]
+
+
+def test_make_help_shows_the_port_not_a_make_variable(tmp_path):
+    done = subprocess.run(["make", "help", "PORT=4301"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert "http://127.0.0.1:4301" in done.stdout and "$(PORT)" not in done.stdout
