@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from tasks.errors import InputError
 
@@ -19,9 +19,40 @@ PROFILE_DIR = Path(__file__).resolve().parent
 DEFAULT_PROFILE = PROFILE_DIR / "demo.yaml"
 
 
+def bounds_in_descriptions(schema: dict[str, Any]) -> None:
+    """The UI's run form shows descriptions but not JSON-schema bounds: say them in the text too
+    ('… (≥ 1, ≤ 10000000)')."""
+    marks = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"))
+    for prop in schema.get("properties", {}).values():
+        target = prop.get("items", prop) if prop.get("type") == "array" else prop
+        said = [f"{sign} {target[key]:g}" for key, sign in marks if isinstance(target.get(key), int | float)]
+        if said and prop.get("description") and "(" + said[0] not in prop["description"]:
+            prop["description"] += f" ({', '.join(said)}{' each' if target is not prop else ''})"
+
+
 class Section(BaseModel):
     # allow_inf_nan=False: .inf / .nan in a YAML value is refused here (metrics.json stays strict JSON)
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, allow_inf_nan=False, json_schema_extra=bounds_in_descriptions
+    )
+
+
+def empty_for_none(value: Any) -> Any:
+    """``null`` in a profile or override means "not given", the same as an empty string. Optional
+    paths are plain strings (empty = default) so the UI's run form shows a text box, not a type
+    switch the user must flip before typing."""
+    return "" if value is None else value
+
+
+def empty_list_for_none(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def zero_for_none(value: Any) -> Any:
+    return 0 if value is None else value
+
+
+OptionalText = Annotated[str, BeforeValidator(empty_for_none)]
 
 
 class DemoData(Section):
@@ -41,17 +72,17 @@ class DemoData(Section):
 class DataConfig(Section):
     """Where the ratings come from and how the raw tables are cleaned."""
 
-    dir: str | None = Field(
-        None,
+    dir: OptionalText = Field(
+        "",
         title="Data directory",
         description="Folder with ratings/users/movies (CSV layout) or MovieLens-1M .dat files plus "
         "overviews.csv. Empty: generated demo data.",
     )
-    movies_limit: int | None = Field(
-        None,
-        ge=1,
+    movies_limit: Annotated[int, BeforeValidator(zero_for_none)] = Field(
+        0,
+        ge=0,
         title="Movies limit",
-        description="Keep only the first N movies in file order (the notebook used movies.loc[:200], i.e. 201).",
+        description="Keep only the first N movies in file order; 0: all (the notebook used movies.loc[:200], i.e. 201).",
     )
     missing_overview: Literal["drop", "empty"] = Field(
         "drop",
@@ -64,7 +95,7 @@ class DataConfig(Section):
         title="Ratings of unknown users/movies",
         description="'drop': count them, log them and drop them; 'error': stop the run.",
     )
-    demo: DemoData = Field(default_factory=DemoData, title="Demo data")
+    demo: DemoData = Field(default_factory=DemoData, title="Demo data", description="The generated data set used when the data directory is empty.")
 
 
 class EmbeddingConfig(Section):
@@ -166,11 +197,10 @@ class ModelConfig(Section):
         5.0, gt=0.0, title="Alpha", description="L2 penalty of the Ridge (intercept unpenalized); > 0, since alpha=0 "
         "makes the system singular with more embedding columns than movies."
     )
-    alphas: list[Annotated[float, Field(gt=0.0, allow_inf_nan=False)]] | None = Field(
-        None,
-        min_length=1,
+    alphas: Annotated[list[Annotated[float, Field(gt=0.0, allow_inf_nan=False)]], BeforeValidator(empty_list_for_none)] = Field(
+        [],
         title="Alphas to try",
-        description="If set, every alpha is solved (one eigendecomposition) and the one with the lowest "
+        description="If not empty, every alpha is solved (one eigendecomposition) and the one with the lowest "
         "validation RMSE is used instead of 'alpha'; the curve goes to metrics.json and alpha_curve.png.",
     )
     validation_size: float = Field(
@@ -221,16 +251,23 @@ def default_cache_dir() -> str:
 class CacheConfig(Section):
     """The content-addressed store for intermediate results and embeddings."""
 
-    dir: str = Field(
-        default_factory=default_cache_dir,
+    dir: OptionalText = Field(
+        "",
         title="Cache directory",
-        description="Parquet/.npy/JSON store shared by runs (never pickle). Default: ~/.cache/movie-ratings.",
+        description="Parquet/.npy/JSON store shared by runs (never pickle). Empty: ~/.cache/movie-ratings "
+        "of the user running the flow ($XDG_CACHE_HOME/movie-ratings when set).",
     )
     refresh: bool = Field(
         False,
         title="Refresh",
         description="Recompute every task and every embedding instead of reusing cached results.",
     )
+
+    @property
+    def path(self) -> Path:
+        """The folder, resolved where the flow runs (so the run form's default is not the server
+        user's home)."""
+        return Path(self.dir or default_cache_dir()).expanduser()
 
 
 class RunnerConfig(Section):
@@ -239,8 +276,8 @@ class RunnerConfig(Section):
     kind: Literal["local", "dask"] = Field(
         "local", title="Runner", description="'local': threads in the flow's process; 'dask': a Dask cluster."
     )
-    address: str | None = Field(
-        None,
+    address: OptionalText = Field(
+        "",
         title="Dask scheduler",
         description="Address of an existing Dask scheduler (e.g. tcp://10.0.0.5:8786); empty: a local cluster.",
     )

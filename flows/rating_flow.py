@@ -12,7 +12,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from typing import Any
+
 from prefect import flow, get_run_logger
+from pydantic import Field
 from prefect.runtime import flow_run
 
 from configs.schema import (
@@ -49,14 +52,14 @@ from tasks.train import fitted_model, pick_solver, reported
 def run_pipeline(config: RunConfig, out: str | None) -> dict:
     """The recipe, in the current flow run (whatever its task runner); returns metrics.json's document."""
     data, embedding, model = config.data, config.embedding, config.model
-    cache_dir = str(Path(config.cache.dir).expanduser())
+    cache_dir = str(config.cache.path)
     out_dir = Path(out or Path("outputs") / (flow_run.get_name() or "run"))
     preflight(config, out_dir)  # again here: runs from the UI or a deployment skip the CLI's check
     started = time.perf_counter()
     with StageRun(cache_dir, config.cache.refresh, get_run_logger()) as run:
         data_dir = data.dir or demo_folder(**data.demo.model_dump(), cache_dir=cache_dir, label="demo_data").path
         loaded = loaded_data(
-            data_dir=data_dir, input_hashes=data_fingerprint(data_dir), movies_limit=data.movies_limit,
+            data_dir=data_dir, input_hashes=data_fingerprint(data_dir), movies_limit=data.movies_limit or None,
             unknown_ids=data.unknown_ids, cache_dir=cache_dir,
         )  # fmt: skip
         source = model_source(embedding.model, embedding.normalize)
@@ -104,17 +107,24 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
 
 # result_serializer: a failed run's exception, which Prefect persists under PREFECT_HOME/storage, is
 # written as plain JSON data instead of Prefect's default pickle.
+def section(default: Any, title: str, description: str) -> Any:
+    """A flow parameter's default with the title and description the UI's run form shows (Prefect
+    titles a parameter by its name, ``json_schema_extra`` overrides it; the schema is checked in
+    tests/e2e)."""
+    return Field(default, description=description, json_schema_extra={"title": title})
+
+
 @flow(name="movie-ratings", result_serializer=PlainJSONSerializer())
 def movie_ratings(
-    data: DataConfig = DataConfig(),
-    embedding: EmbeddingConfig = EmbeddingConfig(),
-    features: FeaturesConfig = FeaturesConfig(),
-    split: SplitConfig = SplitConfig(),
-    model: ModelConfig = ModelConfig(),
-    plot: PlotConfig = PlotConfig(),
-    cache: CacheConfig = CacheConfig(),
-    runner: RunnerConfig = RunnerConfig(),
-    out: str | None = None,
+    data: DataConfig = section(DataConfig(), "Data", "Where the ratings come from (empty folder: generated demo data)."),
+    embedding: EmbeddingConfig = section(EmbeddingConfig(), "Embedding", "The sentence-transformers model and how texts are embedded."),
+    features: FeaturesConfig = section(FeaturesConfig(), "Features", "Extra feature blocks."),
+    split: SplitConfig = section(SplitConfig(), "Split", "How ratings are held out for testing."),
+    model: ModelConfig = section(ModelConfig(), "Model", "Ridge, hybrid or factorization machine, and their settings."),
+    plot: PlotConfig = section(PlotConfig(), "Plot", "The scatter of the top features."),
+    cache: CacheConfig = section(CacheConfig(), "Cache (advanced)", "Where results and embeddings are kept."),
+    runner: RunnerConfig = section(RunnerConfig(), "Runner (advanced)", "Threads in the flow's process, or a Dask cluster."),
+    out: str = section("", "Output folder (advanced)", "Where the run writes metrics.json and figures; empty: outputs/<flow run name>/ in the worker's checkout."),
 ) -> dict:
     """Predict ratings from user features and sentence embeddings of movie titles and overviews.
 
@@ -136,4 +146,4 @@ def run_with_config(config: RunConfig, out: str | None = None, **options):
     """Call the flow with every section of ``config`` as its parameters (what the CLI does);
     ``options`` go to the call, e.g. ``return_state=True``."""
     sections = {name: getattr(config, name) for name in RunConfig.model_fields}
-    return movie_ratings(**sections, out=out, **options)
+    return movie_ratings(**sections, out=out or "", **options)

@@ -96,7 +96,7 @@ def preflight(config, out: str | os.PathLike | None) -> None:
     """Every check above for one run configuration (``configs.schema.RunConfig``)."""
     if out is not None:
         check_out_dir(out)
-    check_cache_dir(config.cache.dir)
+    check_cache_dir(str(config.cache.path))
     if config.data.dir:
         check_data_dir(config.data.dir)
     check_device(config.embedding.device)

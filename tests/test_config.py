@@ -10,7 +10,7 @@ from tasks.errors import InputError
 
 def test_default_profile_is_demo():
     cfg = load_config()
-    assert cfg.data.dir is None and cfg.embedding.model == "all-MiniLM-L6-v2"
+    assert cfg.data.dir == "" and cfg.embedding.model == "all-MiniLM-L6-v2"
     assert cfg.model.alpha == 5.0 and cfg.split.test_size == 0.2 and cfg.embedding.chunk_size == 256
 
 
@@ -22,7 +22,7 @@ def test_seed_profile_matches_the_notebook():
 
 
 def test_profiles_by_short_name():
-    assert load_config("ml-1m").data.movies_limit is None
+    assert load_config("ml-1m").data.movies_limit == 0  # null in the profile: all movies
     assert load_config("seed").data.movies_limit == 201
 
 
@@ -34,7 +34,7 @@ def test_overrides_are_parsed_as_yaml():
             "embedding.batch_size=16", "embedding.chunk_size=32", "split.test_size=0.25", "data.demo.users=10",
         ]
     )  # fmt: skip
-    assert (cfg.model.alpha, cfg.split.seed, cfg.data.dir, cfg.data.movies_limit) == (2.5, 7, "/tmp/x", None)
+    assert (cfg.model.alpha, cfg.split.seed, cfg.data.dir, cfg.data.movies_limit) == (2.5, 7, "/tmp/x", 0)
     assert (cfg.embedding.device, cfg.cache.dir, cfg.data.missing_overview) == ("cpu", "/tmp/c", "empty")
     assert (cfg.embedding.batch_size, cfg.embedding.chunk_size, cfg.split.test_size) == (16, 32, 0.25)
     assert cfg.data.demo.users == 10
@@ -73,3 +73,15 @@ def test_bad_yaml_file(tmp_path):
 def test_every_profile_validates():
     for path in sorted(PROFILE_DIR.glob("*.yaml")):
         assert isinstance(load_config(path), RunConfig)
+
+
+def test_optional_paths_are_text_with_empty_meaning_default(monkeypatch, tmp_path):
+    """The run form shows plain text boxes: null in a profile is the empty string; the cache folder
+    is resolved where the flow runs, not baked into the default."""
+    from configs.schema import CacheConfig, load_config
+
+    cfg = load_config(overrides=["data.dir=null", "runner.address=null", "model.alphas=null", "data.movies_limit=null"])
+    assert (cfg.data.dir, cfg.runner.address, cfg.cache.dir, cfg.model.alphas, cfg.data.movies_limit) == ("", "", "", [], 0)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert CacheConfig().path == tmp_path / "movie-ratings"
+    assert CacheConfig(dir="~/x").path.is_absolute()

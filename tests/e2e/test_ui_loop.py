@@ -218,6 +218,19 @@ return d.parameter_openapi_schema
     split = schema["definitions"]["SplitConfig"]["properties"]
     assert split["strategy"]["enum"] == ["random", "user", "movie", "time"]
     assert split["test_size"]["exclusiveMaximum"] == 1.0
+    # sections titled and described, advanced ones last and said so; no trap fields
+    props = schema["properties"]
+    titles = [props[k]["title"] for k in sorted(props, key=lambda k: props[k]["position"])]
+    assert titles == ["Data", "Embedding", "Features", "Split", "Model", "Plot", "Cache (advanced)",
+                      "Runner (advanced)", "Output folder (advanced)"]  # fmt: skip
+    assert all(props[k].get("description") for k in props)
+    assert props["out"] == {**props["out"], "type": "string", "default": ""}  # a text box, not a None/str switch
+    data = schema["definitions"]["DataConfig"]["properties"]
+    assert data["dir"]["type"] == "string" and data["dir"]["default"] == "" and "anyOf" not in data["dir"]
+    assert props["cache"]["default"]["dir"] == ""  # not the server user's home baked in
+    assert all(p.get("description") for d in schema["definitions"].values() for p in d["properties"].values())
+    assert not [k for d in schema["definitions"].values() for k, p in d["properties"].items() if "anyOf" in p]
+    assert model["alpha"]["description"].endswith("(> 0)") and model["rank"]["description"].endswith("(≥ 1, ≤ 512)")
 
 
 def test_bad_data_dir_fails_with_the_message(deployed, tmp_path):
