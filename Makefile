@@ -41,7 +41,7 @@ run: $(STAMP) ## Run the flow on the demo profile (extra CLI options: make run A
 
 test: $(STAMP) ## Run the test suite
 	@mkdir -p "$$PREFECT_HOME"
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -rs $(ARGS)
 
 server: $(STAMP) ## Start a Prefect server + UI on http://127.0.0.1:$(PORT) (state in .state/prefect)
 	@mkdir -p "$$PREFECT_HOME"

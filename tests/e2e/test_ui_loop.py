@@ -336,3 +336,109 @@ def test_make_worker_stops_on_ctrl_c(deployed, tmp_path):
     assert time.time() - stopped_at < 8, log.read_text()
     assert "stopping the worker" in log.read_text()
     assert not os.path.exists(f"/proc/{child}"), "the prefect worker process outlived its wrapper"
+
+
+def browser():
+    """Headless Chromium through Selenium (Debian's chromium + chromium-driver, installed by .ci/run)."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("NOTICE: selenium is not installed: the real-browser check did not run")
+    for path in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
+        if not os.path.exists(path):
+            pytest.skip(f"NOTICE: {path} missing (apt-get install chromium chromium-driver): the real-browser check did not run")
+    options = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1800"):
+        options.add_argument(arg)
+    options.binary_location = "/usr/bin/chromium"
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def form_input(driver, section: str, field: str):
+    """The input of ``field`` inside the run form's ``section`` (labels as the UI shows them)."""
+    from selenium.webdriver.common.by import By
+
+    prop = "contains(concat(' ', normalize-space(@class), ' '), ' schema-form-property ')"
+    xpath = (f"//span[@class='schema-form-property__label' and normalize-space()='{section} (Optional)']"
+             f"/ancestor::div[{prop}][1]//span[@class='schema-form-property__label' and "
+             f"normalize-space()='{field} (Optional)']/ancestor::label[1]")  # fmt: skip
+    return field_input(driver.find_element(By.XPATH, xpath))
+
+
+def field_input(label):
+    """The text box or number box of a form field, from its label."""
+    from selenium.webdriver.common.by import By
+
+    prop = "contains(concat(' ', normalize-space(@class), ' '), ' schema-form-property ')"
+    return label.find_element(By.XPATH, f"ancestor::div[{prop}][1]").find_element(By.CSS_SELECTOR, "input, textarea")
+
+
+def set_field(element, value: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    element.send_keys(Keys.CONTROL, "a")
+    element.send_keys(Keys.DELETE)
+    element.send_keys(value)
+
+
+def test_custom_run_from_the_form_in_a_real_browser(deployed, tmp_path):
+    """Headless Chromium fills the custom-run form of movie-ratings/demo (alpha, split seed, cache and
+    output folders), submits it, the worker completes the run with those values, and the report
+    artifact's figures load; a failing run's page shows its one-line reason."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = deployed["env"]["PREFECT_API_URL"].removesuffix("/api")
+    dep = client_call(deployed, 'd = await client.read_deployment_by_name("movie-ratings/demo")\nreturn str(d.id)')
+    driver = browser()
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"{base}/deployments/deployment/{dep}/run")
+        wait.until(ec.presence_of_element_located((By.XPATH, "//span[normalize-space()='Alpha (Optional)']")))
+        out = tmp_path / "out"
+        set_field(form_input(driver, "Model", "Alpha"), "3.25")
+        set_field(form_input(driver, "Split", "Seed"), "7")
+        set_field(form_input(driver, "Cache (advanced)", "Cache directory"), str(tmp_path / "cache"))
+        set_field(form_input(driver, "Data", "Ratings"), "3000")
+        out_label = driver.find_element(By.XPATH, "//span[normalize-space()='Output folder (advanced) (Optional)']/ancestor::label[1]")
+        set_field(field_input(out_label), str(out))
+        driver.find_element(By.XPATH, "//button[normalize-space()='Submit']").click()
+        wait.until(lambda d: not d.current_url.rstrip("/").endswith("/run"))  # the UI goes back to the deployment
+        run_id = client_call(deployed, f"""
+runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=["{dep}"])))
+ours = sorted((r for r in runs if not r.auto_scheduled and r.parameters.get("out") == "{out}"), key=lambda r: r.created)
+return str(ours[-1].id)
+""")  # fmt: skip
+        run = wait_final(deployed, run_id)
+        assert run["type"] == "COMPLETED", run
+        metrics = json.loads((out / "metrics.json").read_text())
+        config = metrics["config"]
+        assert config["split"]["seed"] == 7 and config["data"]["demo"]["ratings"] == 3000
+        assert config["model"]["alpha"] == 3.25
+        report = client_call(deployed, f"""
+arts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["movie-ratings-report"]),
+    flow_run_id=ArtifactFilterFlowRunId(any_=["{run_id}"])))
+return str(arts[0].id)
+""")  # fmt: skip
+        driver.get(f"{base}/artifacts/artifact/{report}")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']")) >= 3)
+        loaded = driver.execute_script(
+            "return [...document.images].filter(i => i.src.startsWith('data:image/png')).map(i => i.complete && i.naturalWidth)"
+        )
+        assert len(loaded) >= 3 and all(w and w > 100 for w in loaded), loaded  # every figure decoded
+        # a failing run: its page carries the one-line reason
+        started = prefect(deployed, "deployment", "run", "movie-ratings/ml-1m",
+                          "-p", json.dumps({"dir": str(tmp_path / "cache")}).join(["cache=", ""]))  # fmt: skip
+        failed = flow_run_id(started.stdout)
+        assert wait_final(deployed, failed)["type"] == "FAILED"
+        driver.get(f"{base}/runs/flow-run/{failed}")
+        line = "data dir /path/to/ml-1m: does not exist or is not a directory"
+        wait.until(lambda d: "Failed" in d.find_element(By.TAG_NAME, "body").text)
+        driver.find_element(By.XPATH, "//*[normalize-space()='Logs']").click()
+        wait.until(lambda d: line in d.find_element(By.TAG_NAME, "body").text)
+        assert "Traceback" not in driver.find_element(By.TAG_NAME, "body").text
+    finally:
+        driver.quit()
