@@ -7,7 +7,8 @@ runs the demo flow against it — the demo profile exactly as `make run` runs it
 pictures are the README's — then screenshots the flow-run page (ui-flow-run.png) and the
 `movie-ratings-report` artifact (ui-report.png), and copies that same run's scatter.png,
 coefficients.png, support.png and printed summary (run-summary.txt, the README's table) beside them.
-Needs Chromium: `apt-get install -y chromium`.
+Drives the same headless Chromium (Selenium + chromium-driver, scripts/browser.py) as the real-browser
+test; also takes the custom-run form (ui-run-form.png). Needs `apt-get install -y chromium chromium-driver`.
 """
 
 from __future__ import annotations
@@ -25,18 +26,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.browser import headless_chromium, missing  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.prefix) / "bin"
-CHROMIUM = Path("/usr/bin/chromium")
 FLOW_NAME = "movie-ratings"
 REPORT_KEY = "movie-ratings-report"
 DEMO_ARGS: list[str] = []  # the demo profile as `make run` runs it: the README's table and pictures agree
 RUN_FILES = ("scatter.png", "coefficients.png", "support.png")
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--virtual-time-budget=60000", "--hide-scrollbars",
-]  # fmt: skip
 
 
 class ScreenshotError(RuntimeError):
@@ -107,6 +105,23 @@ def run_flow(env: dict[str, str], tmp: Path) -> str:
     return done.stdout
 
 
+def deploy(env: dict[str, str]) -> str:
+    """The work pool and the deployments of prefect.yaml on the throwaway server; the id of
+    movie-ratings/demo (for the custom-run form's picture)."""
+    for args in (["work-pool", "create", "movie-ratings", "--type", "process"], ["--no-prompt", "deploy", "--all"]):
+        done = subprocess.run([str(BIN / "prefect"), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise ScreenshotError(f"prefect {' '.join(args)} failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
+
+    async def demo_id() -> str:
+        from prefect import get_client
+
+        async with get_client() as client:
+            return str((await client.read_deployment_by_name("movie-ratings/demo")).id)
+
+    return asyncio.run(demo_id())
+
+
 async def find_ids(key: str = REPORT_KEY) -> tuple[str, str]:
     """Out: (id of the latest flow run of FLOW_NAME, id of its ``key`` artifact); needs PREFECT_API_URL set."""
     from prefect import get_client
@@ -129,18 +144,16 @@ async def find_ids(key: str = REPORT_KEY) -> tuple[str, str]:
         return str(runs[0].id), str(artifacts[0].id)
 
 
-def screenshot(url: str, target: Path, size: str, tmp: Path) -> None:
-    """In: page URL, PNG path, window size 'W,H', scratch folder. Writes the PNG; raises if Chromium fails."""
-    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=tmp))
-    per_shot = [f"--user-data-dir={profile}", f"--window-size={size}", f"--screenshot={target}"]
-    command = [str(CHROMIUM), *CHROMIUM_FLAGS, *per_shot, url]
+def screenshot(driver, url: str, target: Path, size: str, settle: float = 6.0) -> None:
+    """In: the browser, page URL, PNG path, window size 'W,H'. Writes the PNG once the page settled
+    (the UI renders after its API calls)."""
+    width, height = (int(v) for v in size.split(","))
+    driver.set_window_size(width, height)
+    driver.get(url)
+    time.sleep(settle)
     target.unlink(missing_ok=True)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    except subprocess.TimeoutExpired as exc:
-        raise ScreenshotError(f"chromium did not finish {url} within 180 s") from exc
-    if done.returncode != 0 or not target.is_file():
-        raise ScreenshotError(f"chromium failed on {url} ({done.returncode}):\n{done.stderr[-2000:]}")
+    if not driver.save_screenshot(str(target)):
+        raise ScreenshotError(f"chromium could not screenshot {url}")
 
 
 def take_screenshots(out_dir: Path) -> list[Path]:
@@ -173,9 +186,14 @@ def take_screenshots(out_dir: Path) -> list[Path]:
                 (f"{base}/v2/runs/flow-run/{flow_run_id}", out_dir / "ui-flow-run.png", "1400,1000"),
                 (f"{base}/v2/artifacts/artifact/{artifact_id}", out_dir / "ui-report.png", "1400,3300"),
                 (f"{base}/v2/artifacts/artifact/{outputs_id}", out_dir / "ui-outputs.png", "1400,700"),
+                (f"{base}/deployments/deployment/{deploy(env)}/run", out_dir / "ui-run-form.png", "1400,1400"),
             ]
-            for url, target, size in pages:
-                screenshot(url, target, size, tmp)
+            driver = headless_chromium()
+            try:
+                for url, target, size in pages:
+                    screenshot(driver, url, target, size)
+            finally:
+                driver.quit()
         finally:
             stop_server(server)
         return [target for _, target, _ in pages] + [out_dir / n for n in (*RUN_FILES, "run-summary.txt")]
@@ -186,8 +204,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Screenshot the Prefect UI for the README.")
     parser.add_argument("--out-dir", type=Path, default=Path("docs/images"), help="relative to the repo root")
     out_dir = REPO / parser.parse_args().out_dir
-    if not CHROMIUM.is_file():
-        print(f"error: {CHROMIUM} not found; install it with: apt-get install -y chromium", file=sys.stderr)
+    if missing():
+        print(f"error: no headless browser: {missing()}", file=sys.stderr)
         return 2
     started = time.monotonic()
     try:

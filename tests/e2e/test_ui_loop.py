@@ -339,21 +339,12 @@ def test_make_worker_stops_on_ctrl_c(deployed, tmp_path):
 
 
 def browser():
-    """Headless Chromium through Selenium (Debian's chromium + chromium-driver, installed by .ci/run)."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("NOTICE: selenium is not installed: the real-browser check did not run")
-    for path in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
-        if not os.path.exists(path):
-            pytest.skip(f"NOTICE: {path} missing (apt-get install chromium chromium-driver): the real-browser check did not run")
-    options = Options()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1800"):
-        options.add_argument(arg)
-    options.binary_location = "/usr/bin/chromium"
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    """Headless Chromium through Selenium (scripts/browser.py, the driver of `make screenshots`)."""
+    from scripts.browser import headless_chromium, missing
+
+    if missing():
+        pytest.skip(f"NOTICE: the real-browser check did not run: {missing()}")
+    return headless_chromium()
 
 
 def form_input(driver, section: str, field: str):
