@@ -238,6 +238,8 @@ def serve(
     from flows.rating_flow import movie_ratings
 
     try:
+        if name_suffix and not all(c.isalnum() or c in "._-" for c in name_suffix):
+            raise InputError(f"--name-suffix {name_suffix!r}: use letters, digits, '.', '_' or '-'")
         names = names or [d.name for d in read_project()[0].deployments]
         specs = [deployment(name) for name in names]
         refuse_pool_deployments([spec.name + name_suffix for spec, _ in specs])

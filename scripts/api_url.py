@@ -19,7 +19,7 @@ from pathlib import Path
 def profile_api_url(path: Path, environ: dict[str, str]) -> tuple[str, str] | None:
     try:
         profiles = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8, not TOML: as if there were none
         return None
     active = environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
     url = profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")

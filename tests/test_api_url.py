@@ -35,3 +35,19 @@ def test_make_says_which_api_in_its_first_line(tmp_path):
 def test_make_help_shows_the_port_not_a_make_variable(tmp_path):
     done = subprocess.run(["make", "help", "PORT=4301"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert "http://127.0.0.1:4301" in done.stdout and "$(PORT)" not in done.stdout
+
+
+def test_a_profiles_file_that_is_not_toml_or_not_text_is_ignored(tmp_path):
+    profiles = tmp_path / ".prefect" / "profiles.toml"
+    profiles.parent.mkdir()
+    profiles.write_bytes(b"\xff\xfe\x00garbage")
+    assert api_url(LOCAL, {}, tmp_path)[0] == LOCAL
+
+
+def test_serve_refuses_a_name_suffix_that_is_not_a_plain_name():
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "demo", "--name-suffix", "/../x"])
+    assert result.exit_code == 2 and "--name-suffix '/../x': use letters" in result.stderr
