@@ -237,9 +237,9 @@ def fit_fm(
     text, genres = M[:, :n_text], M[:, n_text:]
     mean_u, std_u = U.mean(axis=0), U.std(axis=0)
     std_u = np.where(std_u > 0, std_u, 1.0)
-    biases = MovieBiases.of(user_idx, movie_idx, y, M.shape[0], seed=seed) if n_text else None
+    biases = MovieBiases.of(user_idx, movie_idx, y, M.shape[0], seed=seed) if n_text and text_bias else None
     learned = np.zeros((M.shape[0], 0))
-    if text_bias and biases is not None and len(biases.rated) >= 2 * biases.folds:
+    if biases is not None and len(biases.rated) >= 2 * biases.folds:
         column, learned_coef, learned_c0, mse = learned_text_bias(M, biases)
         learned = column[:, None]
         logger.info("fm: learned text column: movie-bias validation MSE %.5f (genres only: %.5f)",
