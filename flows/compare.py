@@ -133,12 +133,9 @@ def comparison_rows(variants: list[list[str]], documents: list[dict], configs: l
 
 
 def alpha_at_edge(doc: dict) -> bool:
-    """Whether the alpha chosen from ``model.alphas`` is the lowest or highest of the grid."""
-    if "alpha_at_grid_edge" in doc:
-        return bool(doc["alpha_at_grid_edge"])
-    curve = doc.get("alpha_curve") or []
-    alphas = [p["alpha"] for p in curve]
-    return len(alphas) > 1 and doc.get("alpha") in (min(alphas), max(alphas))
+    """Whether the alpha chosen from ``model.alphas`` is an end of the grid (the train stage records
+    it: ``tasks/train.py::grid_edge``)."""
+    return bool(doc.get("alpha_at_grid_edge"))
 
 
 def comparison_markdown(rows: list[dict]) -> str:
