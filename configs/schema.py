@@ -69,14 +69,34 @@ class DemoData(Section):
     )
 
 
+SCALE_PATTERN = r"^(auto|\d+(\.\d+)?-\d+(\.\d+)?)$"
+
+
+def scale_text(value: Any) -> Any:
+    """``[0.5, 5]`` (YAML list) or ``null`` → the text form ('0.5-5', 'auto')."""
+    if value is None:
+        return "auto"
+    if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
+        return f"{value[0]:g}-{value[1]:g}"
+    return value.strip() if isinstance(value, str) else value
+
+
+def parse_scale(text: str) -> tuple[float, float] | None:
+    """'0.5-5' → (0.5, 5.0); 'auto' → None."""
+    if text == "auto":
+        return None
+    low, high = (float(x) for x in text.split("-"))
+    return low, high
+
+
 class DataConfig(Section):
     """Where the ratings come from and how the raw tables are cleaned."""
 
     dir: OptionalText = Field(
         "",
         title="Data directory",
-        description="Folder with ratings/users/movies (CSV layout) or MovieLens-1M .dat files plus "
-        "overviews.csv. Empty: generated demo data.",
+        description="Folder with ratings/users/movies (CSV layout) or a MovieLens release as downloaded "
+        "(100K, 1M, 10M, 20M, 25M, 32M, latest, latest-small), optionally with overviews.csv. Empty: generated demo data.",
     )
     movies_limit: Annotated[int, BeforeValidator(zero_for_none)] = Field(
         0,
@@ -90,11 +110,31 @@ class DataConfig(Section):
         description="'drop': movies without title/overview get no embedding and their ratings are dropped "
         "(the notebook's dropna); 'empty': embed the empty string.",
     )
+    rating_scale: Annotated[str, BeforeValidator(scale_text)] = Field(
+        "auto",
+        pattern=SCALE_PATTERN,
+        title="Rating scale",
+        description="'auto': the release's documented scale (1-5 for MovieLens 100K/1M, 0.5-5 for 10M and later), "
+        "or the min and max of the ratings file for the notebook's CSVs; or 'LOW-HIGH', e.g. 0.5-5. Ratings outside "
+        "it stop the load; predictions are clipped to it.",
+    )
     unknown_ids: Literal["drop", "error"] = Field(
         "drop",
         title="Ratings of unknown users/movies",
         description="'drop': count them, log them and drop them; 'error': stop the run.",
     )
+    @field_validator("rating_scale")
+    @classmethod
+    def _low_below_high(cls, text: str) -> str:
+        scale = parse_scale(text)
+        if scale is not None and not scale[0] < scale[1]:
+            raise ValueError(f"the low end must be below the high end (got {text})")
+        return text
+
+    @property
+    def scale(self) -> tuple[float, float] | None:
+        return parse_scale(self.rating_scale)
+
     demo: DemoData = Field(default_factory=DemoData, title="Demo data", description="The generated data set used when the data directory is empty.")
 
 
@@ -125,11 +165,13 @@ class EmbeddingConfig(Section):
         title="Device",
         description="'auto' = CUDA when available, else CPU; or cpu, cuda, cuda:N, mps.",
     )
-    fields: list[Literal["title", "overview"]] = Field(
+    fields: list[Literal["title", "overview", "genres", "tags"]] = Field(
         default_factory=lambda: ["title", "overview"],
         min_length=1,
         title="Text fields",
-        description="Which movie texts are embedded and used as features (ablations: [title], [overview]).",
+        description="Which movie texts are embedded and used as features (ablations: [title], [overview]). "
+        "genres: the genre names as text; tags: a movie's most applied tags (tags.csv/tags.dat). A field the data "
+        "lacks is left out with a warning; without overviews, tags stand in for them when the release has tags.",
     )
     normalize: bool = Field(True, title="Normalize", description="L2-normalize embeddings (normalize_embeddings).")
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -232,7 +274,10 @@ class PlotConfig(Section):
     """Figures."""
 
     top_features: int = Field(6, ge=1, le=6, title="Scatter features", description="Features in the 2x3 scatter.")
-    jitter: float = Field(0.3, ge=0.0, le=1.0, title="Jitter", description="Uniform jitter added to ratings.")
+    jitter: float = Field(
+        0.3, ge=0.0, le=1.0, title="Jitter", description="Uniform jitter added to ratings, as a fraction of the step "
+        "between rating values (whole stars: ±0.3; half stars: ±0.15)."
+    )
     max_points: int = Field(5_000, ge=100, title="Max points", description="Rows sampled for the scatter.")
     seed: int = Field(0, ge=0, title="Seed", description="Seed of the jitter and the sample.")
     rank_by: Literal["coef", "standardized", "correlation"] = Field(

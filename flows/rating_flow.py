@@ -34,7 +34,7 @@ from flows.failures import failed_on_input
 from flows.embedding import embedding_summary, movie_vectors
 from flows.runners import dask_flow
 from tasks.demo_data import demo_folder
-from tasks.embed import model_source
+from tasks.embed import fields_to_embed, model_source
 from tasks.errors import InputError
 from tasks.features import feature_blocks
 from tasks.load import data_fingerprint, loaded_data
@@ -58,13 +58,19 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
     started = time.perf_counter()
     with StageRun(cache_dir, config.cache.refresh, get_run_logger()) as run:
         data_dir = data.dir or demo_folder(**data.demo.model_dump(), cache_dir=cache_dir, label="demo_data").path
+        scale = list(data.scale) if data.scale else None
         loaded = loaded_data(
             data_dir=data_dir, input_hashes=data_fingerprint(data_dir), movies_limit=data.movies_limit or None,
-            unknown_ids=data.unknown_ids, cache_dir=cache_dir,
+            unknown_ids=data.unknown_ids, cache_dir=cache_dir, rating_scale=scale,
         )  # fmt: skip
+        fields, warnings = fields_to_embed(embedding.fields, loaded.texts, loaded.release)
+        for warning in warnings:
+            run.logger.warning(warning)
+        if not loaded.user_features:
+            run.logger.info("the %s data has no user table: the user block is empty", loaded.release)
         source = model_source(embedding.model, embedding.normalize)
         vectors, embedding_stats = {}, {}
-        for field in embedding.fields:
+        for field in fields:
             vectors[field], embedding_stats[field] = movie_vectors(
                 loaded, field, source, embedding, data.missing_overview, distributed=config.runner.kind == "dask"
             )
@@ -86,10 +92,11 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
         fit_settings = model.model_copy(update={"top_k": ModelConfig.model_fields["top_k"].default})
         trained = fitted_model(
             features=features, rows=rows, split=split, partitions=partitions, model=fit_settings, solver=solver,
-            cache_dir=cache_dir,
+            cache_dir=cache_dir, rating_scale=loaded.rating_scale,
         )  # fmt: skip
         plotted = figures(
-            features=features, rows=rows, trained=trained, plot=config.plot, top_k=model.top_k, cache_dir=cache_dir
+            features=features, rows=rows, trained=trained, plot=config.plot, top_k=model.top_k, cache_dir=cache_dir,
+            rating_scale=loaded.rating_scale,
         )  # fmt: skip
         trained = reported(trained, model.top_k)
     seconds = {**run.seconds, "flow_body": round(time.perf_counter() - started, 3)}  # before the outputs

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.scoring import regression_metrics
+from tasks.scoring import clipped, regression_metrics
 
 BASELINES = ("global_mean", "user_mean", "movie_mean", "bias")
 
@@ -122,15 +122,15 @@ def baseline_metrics(
 
 def fitted_metrics(
     fitted: dict[str, PartialScores], user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray,
-    train: np.ndarray, test: np.ndarray,
+    train: np.ndarray, test: np.ndarray, scale: tuple[float, float] | list[float] | None = None,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
-    """The metrics of fitted baselines on both sides; predictions are made one baseline and one side at
-    a time, so memory stays at one side's rows."""
+    """The metrics of fitted baselines on both sides (predictions clipped to ``scale`` when given);
+    predictions are made one baseline and one side at a time, so memory stays at one side's rows."""
     out = {}
     for name, scores in fitted.items():
         figures = {}
         for side, rows in (("train", train), ("test", test)):
-            pred = scores.predict(user_idx[rows], movie_idx[rows])
+            pred = clipped(scores.predict(user_idx[rows], movie_idx[rows]), scale)
             for metric, value in regression_metrics(y[rows], pred).items():
                 figures[f"{side}_{metric}"] = value
         out[name] = figures

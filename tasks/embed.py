@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
@@ -64,9 +65,47 @@ def prepare_texts(values: Sequence[object], missing: str) -> tuple[list[str | No
     return texts, n_missing
 
 
+# Texts that complement the title: a movie without one is embedded as the empty text whatever the
+# policy, so that a movie nobody tagged keeps its ratings.
+SECONDARY_FIELDS = ("genres", "tags")
+
+
+def field_texts(movies: pd.DataFrame, field: str, missing: str) -> tuple[list[str | None], int]:
+    """One text field of a movies table after the missing-text policy (genres 'A|B' read 'A, B')."""
+    values = movies[field]
+    if field == "genres":
+        values = values.str.replace("|", ", ", regex=False)
+    return prepare_texts(values.tolist(), "empty" if field in SECONDARY_FIELDS else missing)
+
+
+def fields_to_embed(wanted: list[str], texts: dict[str, int], release: str) -> tuple[list[str], list[str]]:
+    """The fields of ``wanted`` the data has (``texts``: field → movies that have it), and a warning
+    for each one it lacks. Missing overviews are replaced by tags when the release has tags and they
+    are not asked for already. No field left is an InputError naming what the data has."""
+    has = [f for f, n in texts.items() if n > 0]
+    fields, warnings = [], []
+    for field in wanted:
+        if field in has:
+            fields.append(field)
+            continue
+        where = "add overviews.csv (movie_id or movieId, or tmdbId/imdbId with links.csv, and overview)"
+        hint = where if field == "overview" else "the release has no tags file" if field == "tags" else ""
+        if field == "overview" and "tags" in has and "tags" not in wanted:
+            fields.append("tags")
+            warnings.append(f"the {release} data has no movie overviews ({hint}); embedding the movies' tags instead")
+        else:
+            warnings.append(f"the {release} data has no movie {field}s" + (f" ({hint})" if hint else "") + f"; {field} left out")
+    fields = list(dict.fromkeys(fields))
+    if not fields:
+        raise InputError(
+            f"embedding.fields [{', '.join(wanted)}]: none of them is in the {release} data; it has {', '.join(has) or 'no texts'}"
+        )
+    return fields, warnings
+
+
 def movie_texts(movies: StoredRef, field: str, missing: str) -> list[str | None]:
     """The texts of one field of a stored movies table, after the missing-text policy."""
-    return prepare_texts(get_table(movies)[field].tolist(), missing)[0]
+    return field_texts(get_table(movies), field, missing)[0]
 
 
 def distinct_texts(texts: Sequence[str | None], identity: str) -> dict[str, str]:
@@ -227,9 +266,10 @@ def field_vectors(
     """Step 3 as a stage: one text column of the movies table as vectors aligned to its rows, read
     from the per-text store (the chunk tasks filled it)."""
     logger = run_logger(log)
-    texts, n_missing = prepare_texts(get_table(movies)[field].tolist(), missing)
+    texts, n_missing = field_texts(get_table(movies), field, missing)
     if n_missing:
-        logger.info("%s: %d of %d movies have no %s (policy %r)", field, n_missing, len(texts), field, missing)
+        policy = "embedded as the empty text" if field in SECONDARY_FIELDS else f"policy {missing!r}"
+        logger.info("%s: %d of %d movies have no %s (%s)", field, n_missing, len(texts), field, policy)
     # One vector per (model identity, text), whatever precision computed it: bfloat16 and float32
     # vectors agree to cosine ≥ 0.9999, so they are interchangeable (docs/reliability.md).
     result = assemble(

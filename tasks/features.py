@@ -25,10 +25,14 @@ USER_CATEGORIES = ("gender", "occupation")
 
 
 def user_block(users: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Age as a number plus one-hot gender and occupation; rows in the order of ``users``."""
-    columns = [users["age"].to_numpy(dtype=np.float64)[:, None]]
-    names = ["age"]
-    for column in USER_CATEGORIES:
+    """Age as a number plus one-hot gender and occupation, those the table has (none for a release
+    without a user table: a block of 0 columns); rows in the order of ``users``."""
+    columns = [np.zeros((len(users), 0))]
+    names = []
+    if "age" in users.columns:
+        columns.append(users["age"].to_numpy(dtype=np.float64)[:, None])
+        names.append("age")
+    for column in (c for c in USER_CATEGORIES if c in users.columns):
         values = users[column].astype(str).to_numpy()
         levels = sorted(set(values))
         codes = np.searchsorted(np.array(levels), values)

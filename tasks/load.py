@@ -1,4 +1,5 @@
-"""Load and validate a ratings data directory (the notebook's CSV layout or native MovieLens-1M).
+"""Load and validate a ratings data directory: the notebook's CSV layout or any MovieLens release
+(``tasks/layouts.py`` detects which and reads its files).
 
 Every problem a user can fix becomes one ``InputError`` line naming the file, the column and a few
 example rows (with their line numbers), e.g.
@@ -7,11 +8,7 @@ example rows (with their line numbers), e.g.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import logging
-import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,60 +22,41 @@ import pyarrow.parquet as pq
 
 from tasks.caching import run_logger
 from tasks.errors import InputError
-from tasks.hashing import sha256_file
-from tasks.movielens import GENDERS, OCCUPATIONS
+from tasks.layouts import LAYOUTS, NO_GENRES, RawData, check_data_dir, detect_layout, fingerprint, read_raw
+from tasks.movielens import GENDERS, ML100K_OCCUPATIONS, OCCUPATIONS
 from tasks.results import LoadedData
 from tasks.stage import stage
 from tasks.store import Store
+from tasks.tables import (
+    CAMEL,
+    Table,
+    check_columns,
+    check_not_empty,
+    check_unique,
+    csv_header,
+    integer_column,
+    numeric_column,
+    optional_text,
+    read_csv,
+    read_separated,
+    text_column,
+)
 
-RATINGS_FILES = ("ratings.csv", "ratings.csv.gz", "ratings.parquet")
-ML1M_FILES = ("ratings.dat", "users.dat", "movies.dat")
-EXAMPLES = 3
+__all__ = ["OCCUPATIONS", "check_data_dir", "data_fingerprint", "detect_layout", "load_dataset", "loaded_data"]
+
 DAT_RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 RATING_TYPES = {"user_id": pa.int64(), "movie_id": pa.int64(), "rating": pa.float32(), "timestamp": pa.int64()}
-
+TEXT_FIELDS = ("title", "overview", "genres", "tags")  # the movie texts a run can embed
+TAGS_PER_MOVIE = 20  # a movie's tags text: its most applied tags, at most this many
 
 log = logging.getLogger(__name__)
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-@dataclass
-class Table:
-    """A raw table with where it came from, so errors can point at lines of the file."""
-
-    frame: pd.DataFrame
-    file: str
-    first_line: int  # file line of data row 0 (2 for CSV with a header, 1 for .dat)
-    unit: str = "line"  # "row" for Parquet
-
-    def where(self, positions: np.ndarray, columns: list[str]) -> str:
-        rows = []
-        for pos in positions[:EXAMPLES]:
-            values = ", ".join(f"{c}={_show(self.frame[c].iloc[pos])}" for c in columns if c in self.frame)
-            rows.append(f"{self.unit} {int(pos) + self.first_line} ({values})")
-        return "e.g. " + "; ".join(rows)
-
-    def fail(self, column: str | None, problem: str, mask: np.ndarray, show: list[str]) -> InputError:
-        positions = np.flatnonzero(mask)
-        col = f"column '{column}': " if column else ""
-        return InputError(
-            f"{self.file}: {col}{len(positions)} of {len(self.frame)} {problem}, {self.where(positions, show)}"
-        )
-
-
-def _show(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return "<missing>"
-    text = str(value)
-    if isinstance(value, str) and not _NUMBER.fullmatch(text.strip()):
-        return repr(text[:40])  # quote text so blanks and odd characters show
-    return text.strip()
 
 
 @dataclass
 class Dataset:
-    """Validated tables. ratings: user_id, movie_id, rating[, timestamp]; users: user_id, gender, age,
-    occupation; movies: movie_id, title, overview (overview may be missing)."""
+    """Validated tables. ratings: user_id, movie_id, rating[, timestamp]; users: user_id and whatever
+    features the release has (gender, age, occupation; none for the CSV releases); movies: movie_id,
+    title, overview (may be all missing)[, genres 'A|B'][, tags]."""
 
     ratings: pd.DataFrame
     users: pd.DataFrame
@@ -86,221 +64,72 @@ class Dataset:
     layout: str
     files: dict[str, Path]
     stats: dict[str, int] = field(default_factory=dict)
+    rating_scale: tuple[float, float] = (1.0, 5.0)
+    scale_source: str = "given"
 
 
-# ---------------------------------------------------------------- reading
+# ---------------------------------------------------------------- ratings
 
 
-def _present(data_dir: Path, names: tuple[str, ...] | list[str]) -> list[str]:
-    """Which of ``names`` exist in ``data_dir``; a folder with such a name is an error, not a file."""
-    found = []
-    for name in names:
-        path = data_dir / name
-        if path.exists():
-            if not path.is_file():
-                raise InputError(f"data dir {data_dir}: {name} is a folder, not a file")
-            found.append(name)
-    return found
-
-
-def detect_layout(data_dir: Path) -> str:
-    """'csv' or 'ml-1m', from the files present; two candidate ratings files are refused rather
-    than one of them silently ignored."""
-    if not data_dir.is_dir():
-        raise InputError(f"data dir {data_dir}: does not exist or is not a directory")
-    candidates = _present(data_dir, [*RATINGS_FILES, "ratings.dat"])
-    if len(candidates) > 1:
-        raise InputError(
-            f"data dir {data_dir}: several ratings files ({', '.join(candidates)}); keep exactly one of them"
-        )
-    if candidates and candidates[0] in RATINGS_FILES:
-        return "csv"
-    if candidates:
-        return "ml-1m"
-    raise InputError(
-        f"data dir {data_dir}: no ratings file found; expected one of {', '.join(RATINGS_FILES)} "
-        f"(with users.csv, movies.csv) or MovieLens-1M's {', '.join(ML1M_FILES)} (with overviews.csv)"
-    )
-
-
-def _require(path: Path, hint: str) -> Path:
-    if not path.exists():
-        raise InputError(f"{path.name}: missing in {path.parent} ({hint})")
-    if not path.is_file():
-        raise InputError(f"data dir {path.parent}: {path.name} is a folder, not a file")
-    return path
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped for ``.gz``; a truncated or fake gzip file is an InputError."""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
-    except (EOFError, OSError, zlib.error) as exc:
-        kind = "a complete gzip file" if path.suffix == ".gz" else "readable"
-        raise InputError(f"{path.name}: cannot read it, is it {kind}? ({exc.__class__.__name__}: {exc})") from None
-
-
-def decode_utf8(raw: bytes, name: str) -> str:
-    """UTF-8 text (a BOM is dropped). A byte that is not UTF-8 stops the load with its line and
-    column: re-decoding the whole file another way would silently garble correct text."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        start = raw.rfind(b"\n", 0, exc.start) + 1
-        excerpt = raw[start : start + 60].split(b"\n")[0].decode("utf-8", errors="replace")
-        raise InputError(
-            f"{name}: line {line}, column {column}: byte 0x{raw[exc.start]:02x} is not UTF-8 ({excerpt!r}); "
-            f"save the file as UTF-8"
-        ) from None
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    text = decode_utf8(_read_bytes(path), path.name)
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise InputError(f"{path.name}: cannot parse as CSV ({str(exc).strip().splitlines()[0]})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
-
-
-def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
-    """MovieLens '::'-separated, latin-1, no header, no quoting. A line with another number of
-    fields (e.g. a '::' inside a title) is named, not shifted into the wrong columns."""
-    raw = _read_bytes(path).replace(b"::", b"\x1f")
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    counts = np.fromiter((line.count(b"\x1f") for line in lines), dtype=np.int64, count=len(lines))
-    bad = np.flatnonzero(counts != len(names) - 1)
-    if bad.size:
-        examples = "; ".join(
-            f"line {i + 1} ({lines[i].decode('latin-1').replace(chr(0x1F), '::')[:60]!r})" for i in bad[:EXAMPLES]
-        )
-        raise InputError(
-            f"{path.name}: {bad.size} of {len(lines)} lines do not have {len(names)} '::'-separated fields "
-            f"({', '.join(names)}), e.g. {examples}"
-        )
-    try:
-        return pd.read_csv(
-            io.BytesIO(raw), sep="\x1f", header=None, names=names, dtype=str, encoding="latin-1",
-            quoting=csv.QUOTE_NONE, keep_default_na=False, na_values=[""], engine="c", index_col=False,
-        )  # fmt: skip
-    except pd.errors.ParserError as exc:
-        raise InputError(f"{path.name}: not in the '::'-separated MovieLens format ({str(exc).strip()})") from None
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame({n: pd.Series(dtype=str) for n in names})
-
-
-REQUIRED_COLUMNS = {
-    "ratings": ["user_id", "movie_id", "rating"],
-    "users.csv": ["user_id", "gender", "age", "occupation"],
-    "movies.csv": ["movie_id", "title", "overview"],
-}
-
-
-def check_data_dir(data_dir: str | Path) -> str:
-    """Cheap checks before any work: the layout, each file present and a file, the CSV headers (or
-    the Parquet schema) holding the columns the loader needs. Returns the layout."""
-    data_dir = Path(data_dir).expanduser()
-    layout = detect_layout(data_dir)
-    if layout == "ml-1m":
-        for name in (*ML1M_FILES, "overviews.csv"):
-            _require(data_dir / name, "MovieLens-1M layout: ratings.dat, users.dat, movies.dat and overviews.csv")
-        return layout
-    ratings = data_dir / next(n for n in RATINGS_FILES if (data_dir / n).is_file())
-    for name in ("users.csv", "movies.csv"):
-        _require(data_dir / name, ", ".join(REQUIRED_COLUMNS[name]))
-    headers = {name: (data_dir / name, _csv_header(data_dir / name)) for name in ("users.csv", "movies.csv")}
-    if ratings.suffix == ".parquet":
-        try:
-            names = pq.read_schema(ratings).names
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
-            raise InputError(f"{ratings.name}: cannot read as Parquet ({exc})") from None
-    else:
-        try:
-            names = _csv_header(ratings)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise InputError(f"{ratings.name}: cannot read it, is it a complete gzip file? ({exc})") from None
-    headers["ratings"] = (ratings, names)
-    for key, (path, found) in headers.items():
-        missing = [c for c in REQUIRED_COLUMNS[key] if c not in found]
-        if missing:
-            shown = ", ".join(found)[:200] or "none"
-            if not shown.isprintable() or "\ufffd" in shown:  # binary or not UTF-8: say so, do not print it
-                raise InputError(f"{path.name}: not a CSV text file (its first line is not UTF-8 text); "
-                                 f"expected a header with {', '.join(REQUIRED_COLUMNS[key])}")  # fmt: skip
-            raise InputError(f"{path.name}: missing column(s) {', '.join(map(repr, missing))} (found: {shown})")
-    return layout
-
-
-def read_csv_layout(data_dir: Path) -> tuple[Table, Table, dict[str, Path]]:
-    ratings_path = next(data_dir / n for n in RATINGS_FILES if (data_dir / n).exists())
-    users_path = _require(data_dir / "users.csv", "user_id, gender, age, occupation")
-    movies_path = _require(data_dir / "movies.csv", "movie_id, title, overview")
-    users = Table(_read_csv(users_path), users_path.name, 2)
-    movies = Table(_read_csv(movies_path), movies_path.name, 2)
-    files = {"ratings": ratings_path, "users": users_path, "movies": movies_path}
-    return users, movies, files
+def _ratings_format(path: Path) -> str:
+    if path.suffix == ".parquet":
+        return "parquet"
+    if path.suffix == ".dat":
+        return "dat"
+    return "tab" if path.name == "u.data" else "csv"
 
 
 def read_ratings_table(path: Path) -> Table:
     """The ratings file as strings (slow, exact): used to word the error when the fast path fails."""
-    if path.suffix == ".parquet":
+    kind = _ratings_format(path)
+    if kind == "parquet":
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise InputError(f"{path.name}: cannot read as Parquet ({exc})") from None
-        return Table(frame, path.name, 1, unit="row")
-    if path.suffix == ".dat":
-        return Table(_read_dat(path, list(DAT_RATING_COLUMNS)), path.name, 1)
-    return Table(_read_csv(path), path.name, 2)
-
-
-def _csv_header(path: Path) -> list[str]:
-    """The header's column names, trimmed (`` user_id , rating`` names user_id and rating)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
-        return [c.strip() for c in fh.readline().rstrip("\r\n").split(",")]
+        spelled = {ours: theirs for theirs, ours in CAMEL.items() if theirs in frame.columns}
+        return Table(frame.rename(columns=CAMEL), path.name, 1, unit="row", spelled=spelled)
+    if kind in ("dat", "tab"):
+        return read_separated(path, list(DAT_RATING_COLUMNS), b"::" if kind == "dat" else b"\t")
+    return read_csv(path, camel=True)
 
 
 def _rating_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """Typed Arrow record batches of the ratings file; raises pa.ArrowInvalid on a value that does not
-    convert. Never builds Python objects per row."""
-    if path.suffix == ".parquet":
+    """Typed Arrow record batches of the ratings file, columns named user_id, movie_id, rating[,
+    timestamp]; raises pa.ArrowInvalid on a value that does not convert. Never builds Python objects
+    per row."""
+    kind = _ratings_format(path)
+    if kind == "parquet":
         parquet = pq.ParquetFile(path)
-        columns = [c for c in RATING_TYPES if c in parquet.schema_arrow.names]
-        for batch in parquet.iter_batches(batch_size=1 << 20, columns=columns):
+        names = {CAMEL.get(n, n): n for n in parquet.schema_arrow.names}
+        columns = [c for c in RATING_TYPES if c in names]
+        for batch in parquet.iter_batches(batch_size=1 << 20, columns=[names[c] for c in columns]):
             yield pa.RecordBatch.from_arrays(
-                [batch.column(c).cast(RATING_TYPES[c]) for c in columns], names=columns
+                [batch.column(names[c]).cast(RATING_TYPES[c]) for c in columns], names=columns
             )
         return
-    if path.suffix == ".dat":
-        source = pa.BufferReader(path.read_bytes().replace(b"::", b"\x1f"))
-        read = pacsv.ReadOptions(column_names=list(DAT_RATING_COLUMNS), block_size=1 << 24)
-        parse = pacsv.ParseOptions(delimiter="\x1f", quote_char=False)
-        columns = list(DAT_RATING_COLUMNS)
-    else:
+    if kind == "csv":
         source = str(path)
-        header = _csv_header(path)
+        header = [CAMEL.get(c, c) for c in csv_header(path)]
         read = pacsv.ReadOptions(block_size=1 << 24, column_names=header, skip_rows=1)
         parse = pacsv.ParseOptions()
         columns = [c for c in RATING_TYPES if c in header]
+    else:  # '::' (replaced by one byte: Arrow's delimiter is one character) or tab, no header
+        raw = path.read_bytes()
+        source = pa.BufferReader(raw.replace(b"::", b"\x1f") if kind == "dat" else raw)
+        read = pacsv.ReadOptions(column_names=list(DAT_RATING_COLUMNS), block_size=1 << 24)
+        parse = pacsv.ParseOptions(delimiter="\x1f" if kind == "dat" else "\t", quote_char=False)
+        columns = list(DAT_RATING_COLUMNS)
     convert = pacsv.ConvertOptions(
         column_types={c: RATING_TYPES[c] for c in columns}, include_columns=columns, strings_can_be_null=False
     )
     yield from pacsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert)
 
 
-def read_ratings_fast(path: Path) -> pd.DataFrame | None:
+def read_ratings_fast(path: Path, scale: tuple[float, float] | None = None) -> pd.DataFrame | None:
     """Ratings as numpy columns, streamed in Arrow batches; None when anything is off (missing
-    column, unparsable value, null, out of range, duplicate pair), so that the exact, slower reader
-    can name the problem."""
+    column, unparsable value, null, not finite, outside ``scale``, duplicate pair), so that the
+    exact, slower reader can name the problem."""
     chunks: dict[str, list[np.ndarray]] = {}
     try:
         for batch in _rating_batches(path):
@@ -313,7 +142,12 @@ def read_ratings_fast(path: Path) -> pd.DataFrame | None:
     if not {"user_id", "movie_id", "rating"} <= chunks.keys():
         return None
     frame = pd.DataFrame({name: np.concatenate(parts) for name, parts in chunks.items()})
-    if frame.empty or not frame["rating"].between(1, 5).all():
+    rating = frame["rating"].to_numpy()
+    if frame.empty or not np.isfinite(rating).all():
+        return None
+    if scale is not None and not ((rating >= scale[0]) & (rating <= scale[1])).all():
+        return None
+    if frame["user_id"].min() < 0 or frame["movie_id"].min() < 0:
         return None
     key = frame["user_id"].to_numpy() * (int(frame["movie_id"].max()) + 1) + frame["movie_id"].to_numpy()
     if pd.Series(key).duplicated().any():
@@ -321,126 +155,91 @@ def read_ratings_fast(path: Path) -> pd.DataFrame | None:
     return frame[[c for c in RATING_TYPES if c in frame.columns]]
 
 
-def read_ml1m_layout(data_dir: Path) -> tuple[Table, Table, dict[str, Path]]:
-    paths = {n: _require(data_dir / f"{n}.dat", "MovieLens-1M layout") for n in ("ratings", "users", "movies")}
-    overviews_path = _require(data_dir / "overviews.csv", "the .dat layout needs overviews.csv: movie_id, overview")
-    users = Table(_read_dat(paths["users"], ["user_id", "gender", "age", "occupation", "zip"]), "users.dat", 1)
-    movies_frame = _read_dat(paths["movies"], ["movie_id", "title", "genres"])
-    overviews = Table(_read_csv(overviews_path), "overviews.csv", 2)
-    _check_columns(overviews, ["movie_id", "overview"])
-    ov_ids = _integer_column(overviews, "movie_id")
-    dup = ov_ids.duplicated(keep=False).to_numpy()
-    if dup.any():
-        raise overviews.fail("movie_id", "movie ids appear more than once", dup, ["movie_id"])
-    ov = pd.Series(overviews.frame["overview"].to_numpy(), index=ov_ids.to_numpy())
-    movies = Table(movies_frame, "movies.dat", 1)
-    ids = pd.to_numeric(movies_frame["movie_id"], errors="coerce")
-    movies_frame["overview"] = ov.reindex(ids.to_numpy()).to_numpy()
-    files = {**paths, "overviews": overviews_path}
-    return users, movies, files
+def _scale_text(scale: tuple[float, float]) -> str:
+    return f"{scale[0]:g}-{scale[1]:g}"
 
 
-# ---------------------------------------------------------------- validating
-
-
-def _check_columns(table: Table, required: list[str]) -> None:
-    missing = [c for c in required if c not in table.frame.columns]
-    if missing:
-        found = ", ".join(map(str, table.frame.columns)) or "none"
-        raise InputError(f"{table.file}: missing column(s) {', '.join(repr(m) for m in missing)} (found: {found})")
-
-
-def _check_not_empty(table: Table) -> None:
-    if len(table.frame) == 0:
-        raise InputError(f"{table.file}: no rows (an empty table)")
-
-
-def _numeric_column(table: Table, column: str, show: list[str]) -> pd.Series:
-    raw = table.frame[column]
-    values = pd.to_numeric(raw, errors="coerce")
-    bad = values.isna().to_numpy()
-    if bad.any():
-        problem = "values are missing or not numbers"
-        raise table.fail(column, problem, bad, show)
-    return values
-
-
-MAX_ID = 2**53  # ids above this lose their last digits in float64 (and overflow int64 further up)
-
-
-def _integer_column(table: Table, column: str, show: list[str] | None = None) -> pd.Series:
-    values = _numeric_column(table, column, show or [column])
-    as_float = values.astype("float64")
-    huge = (as_float.abs() >= MAX_ID).to_numpy()
-    if huge.any():
-        raise table.fail(column, f"values are too large (ids must be below 2^53 = {MAX_ID})", huge, show or [column])
-    frac = (as_float != np.floor(as_float)).to_numpy()
-    if frac.any():
-        raise table.fail(column, "values are not whole numbers", frac, show or [column])
-    return values.astype("int64")
-
-
-def _text_column(table: Table, column: str, show: list[str]) -> pd.Series:
-    values = table.frame[column].astype("string").str.strip()
-    bad = (values.isna() | (values == "")).to_numpy()
-    if bad.any():
-        raise table.fail(column, "values are missing", bad, show)
-    return values.astype(object)
-
-
-def _check_unique(table: Table, keys: pd.DataFrame | pd.Series, column: str, what: str, show: list[str]) -> None:
-    dup = keys.duplicated(keep=False).to_numpy()
-    if dup.any():
-        raise table.fail(column, f"rows repeat {what}", dup, show)
-
-
-def validate_ratings(table: Table) -> pd.DataFrame:
-    _check_columns(table, ["user_id", "movie_id", "rating"])
-    _check_not_empty(table)
+def validate_ratings(table: Table, scale: tuple[float, float] | None = (1.0, 5.0), scale_name: str = "") -> pd.DataFrame:
+    """Typed ratings; ``scale`` (low, high) bounds them (None: any finite number)."""
+    check_columns(table, ["user_id", "movie_id", "rating"])
+    check_not_empty(table)
     show = ["user_id", "movie_id", "rating"]
     out = pd.DataFrame(
         {
-            "user_id": _integer_column(table, "user_id", show),
-            "movie_id": _integer_column(table, "movie_id", show),
-            "rating": _numeric_column(table, "rating", show).astype("float32"),
+            "user_id": integer_column(table, "user_id", show),
+            "movie_id": integer_column(table, "movie_id", show),
+            "rating": numeric_column(table, "rating", show).astype("float32"),
         }
     )
-    bad = ((out["rating"] < 1) | (out["rating"] > 5)).to_numpy()
-    if bad.any():
-        raise table.fail("rating", "values outside 1-5", bad, show)
+    if scale is not None:
+        bad = ((out["rating"] < scale[0]) | (out["rating"] > scale[1])).to_numpy()
+        if bad.any():
+            raise table.fail("rating", f"values outside {_scale_text(scale)}{scale_name}", bad, show)
     if "timestamp" in table.frame.columns:
-        out["timestamp"] = _integer_column(table, "timestamp", show + ["timestamp"])
-    _check_unique(table, out[["user_id", "movie_id"]], "user_id, movie_id", "a (user_id, movie_id) pair", show)
+        out["timestamp"] = integer_column(table, "timestamp", show + ["timestamp"])
+    check_unique(table, out[["user_id", "movie_id"]], "user_id, movie_id", "a (user_id, movie_id) pair", show)
     return out
 
 
-def validate_users(table: Table, logger: logging.Logger | logging.LoggerAdapter | None = None) -> pd.DataFrame:
+def read_ratings(path: Path, scale: tuple[float, float] | None, scale_name: str) -> pd.DataFrame:
+    ratings = read_ratings_fast(path, scale)
+    if ratings is None:  # something is off: the exact reader finds it and words the error
+        ratings = validate_ratings(read_ratings_table(path), scale, scale_name)
+    return ratings
+
+
+def resolve_scale(
+    given: tuple[float, float] | None, raw: RawData
+) -> tuple[tuple[float, float] | None, str, str]:
+    """The scale ratings are checked against, where it comes from ('given', 'release', or 'data':
+    the min and max of the file, known after reading), and how an error names it."""
+    if given is not None:
+        return given, "given", " (data.rating_scale)"
+    if raw.layout.scale is not None:
+        return raw.layout.scale, "release", f" (the {raw.layout.release} scale; set data.rating_scale to change it)"
+    return None, "data", ""
+
+
+# ---------------------------------------------------------------- users and movies
+
+
+def validate_users(
+    table: Table,
+    logger: logging.Logger | logging.LoggerAdapter | None = None,
+    occupations: tuple[str, ...] = OCCUPATIONS,
+) -> pd.DataFrame:
     logger = logger or log
-    _check_columns(table, ["user_id", "gender", "age", "occupation"])
-    _check_not_empty(table)
+    check_columns(table, ["user_id", "gender", "age", "occupation"])
+    check_not_empty(table)
     show = ["user_id", "gender", "age", "occupation"]
     out = pd.DataFrame(
         {
-            "user_id": _integer_column(table, "user_id", show),
-            "gender": _text_column(table, "gender", show),
-            "age": _numeric_column(table, "age", show).astype("float64"),
-            "occupation": _text_column(table, "occupation", show),
+            "user_id": integer_column(table, "user_id", show),
+            "gender": text_column(table, "gender", show),
+            "age": numeric_column(table, "age", show).astype("float64"),
+            "occupation": text_column(table, "occupation", show),
         }
     )
     bad = ((out["age"] < 0) | (out["age"] > 130)).to_numpy()
     if bad.any():
         raise table.fail("age", "values outside 0-130", bad, show)
-    out["occupation"] = occupation_names(out["occupation"])
-    _check_unique(table, out["user_id"], "user_id", "a user_id", show)
-    for column, known in (("gender", GENDERS), ("occupation", OCCUPATIONS)):
+    if occupations is OCCUPATIONS:
+        out["occupation"] = occupation_names(out["occupation"])
+    check_unique(table, out["user_id"], "user_id", "a user_id", show)
+    documented = {
+        "gender": ", ".join(GENDERS),
+        "occupation": "MovieLens-1M occupation codes 0-20 or their names"
+        if occupations is OCCUPATIONS
+        else ", ".join(occupations),
+    }
+    for column, known in (("gender", GENDERS), ("occupation", occupations)):
         odd = ~out[column].isin(known).to_numpy()
         if odd.any():
             values = ", ".join(sorted(map(str, out[column][odd].unique()))[:5])
             logger.warning(
                 "%s: column '%s': %d of %d values are not among the documented ones (%s); each is kept as its "
                 "own category (documented: %s), %s",
-                table.file, column, int(odd.sum()), len(odd), values,
-                ", ".join(GENDERS) if column == "gender" else "MovieLens-1M occupation codes 0-20 or their names",
+                table.file, column, int(odd.sum()), len(odd), values, documented[column],
                 table.where(np.flatnonzero(odd), show),
             )  # fmt: skip
     return out
@@ -457,20 +256,100 @@ def occupation_names(codes: pd.Series) -> pd.Series:
 
 
 def validate_movies(table: Table) -> pd.DataFrame:
-    _check_columns(table, ["movie_id", "title", "overview"])
-    _check_not_empty(table)
+    """movie_id, title (a missing one is for the embedding policy), overview (None when the file
+    has none), genres when the file has them ('(no genres listed)' → None)."""
+    check_columns(table, ["movie_id", "title"])
+    check_not_empty(table)
     show = ["movie_id", "title"]
+    frame = table.frame
     out = pd.DataFrame(
         {
-            "movie_id": _integer_column(table, "movie_id", show),
-            "title": table.frame["title"].astype("string").str.strip().astype(object),
-            "overview": table.frame["overview"].astype("string").str.strip().astype(object),
+            "movie_id": integer_column(table, "movie_id", show),
+            "title": frame["title"].astype("string").str.strip().astype(object),
+            "overview": (
+                optional_text(table, "overview") if "overview" in frame.columns else pd.Series([None] * len(frame), dtype=object)
+            ),
         }
     )
-    if "genres" in table.frame.columns:
-        out["genres"] = table.frame["genres"].astype(object)
-    _check_unique(table, out["movie_id"], "movie_id", "a movie_id", show)
+    if "genres" in frame.columns:
+        genres = optional_text(table, "genres")
+        out["genres"] = genres.where(genres != NO_GENRES, None)
+    check_unique(table, out["movie_id"], "movie_id", "a movie_id", show)
     return out
+
+
+def tags_text(tags: Table, movie_ids: pd.Series, limit: int = TAGS_PER_MOVIE) -> pd.Series:
+    """Each movie's tags as one text: its most applied distinct tags (lowercased; ties in
+    alphabetical order), at most ``limit``, joined with ', '; None for a movie nobody tagged."""
+    check_columns(tags, ["movie_id", "tag"])
+    movie = integer_column(tags, "movie_id", ["movie_id", "tag"])
+    tag = tags.frame["tag"].astype("string").str.strip().str.lower()
+    applied = pd.DataFrame({"movie_id": movie, "tag": tag}).dropna()
+    applied = applied[applied["tag"] != ""]
+    counts = applied.groupby(["movie_id", "tag"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["movie_id", "n", "tag"], ascending=[True, False, True])
+    top = counts.groupby("movie_id").head(limit)
+    text = top.groupby("movie_id")["tag"].agg(", ".join)
+    return pd.Series(text.reindex(movie_ids.to_numpy()).to_numpy(), dtype=object)
+
+
+def _key_values(table: Table, column: str) -> pd.Series:
+    """An id column as integers; IMDb ids may be written tt0114709 or 0114709."""
+    values = table.frame[column]
+    if column == "imdb_id":
+        values = values.astype("string").str.strip().str.removeprefix("tt")
+        table = Table(table.frame.assign(imdb_id=values), table.file, table.first_line, table.unit, table.spelled)
+    return integer_column(table, column)
+
+
+def joined_overviews(movies: pd.DataFrame, overviews: Table, links: Table | None) -> tuple[pd.Series, str]:
+    """Each movie's overview from overviews.csv (keyed by movie id, or by TMDB/IMDb id through
+    links.csv); returns the overviews aligned to ``movies`` and the key used."""
+    frame = overviews.frame  # read with camel=True: movieId is movie_id here
+    check_columns(overviews, ["overview"])
+    key = next((k for k in ("movie_id", "tmdb_id", "imdb_id") if k in frame.columns), None)
+    if key is None:
+        raise InputError(f"{overviews.file}: no key column; expected movie_id, movieId, tmdbId or imdbId beside 'overview'")
+    ids = _key_values(overviews, key)
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise overviews.fail(key, f"{overviews.label(key)} values appear more than once", dup, [key])
+    text = pd.Series(optional_text(overviews, "overview").to_numpy(), index=ids.to_numpy())
+    if key == "movie_id":
+        return pd.Series(text.reindex(movies["movie_id"].to_numpy()).to_numpy(), dtype=object), key
+    if links is None:
+        raise InputError(f"{overviews.file}: keyed by {overviews.label(key)}, which needs links.csv (movieId, imdbId, tmdbId) beside it")
+    check_columns(links, ["movie_id", key])
+    has = links.frame[key].astype("string").str.strip().fillna("") != ""
+    linked = Table(links.frame[has.to_numpy()].reset_index(drop=True), links.file, links.first_line, spelled=links.spelled)
+    by_movie = pd.Series(_key_values(linked, key).to_numpy(), index=integer_column(linked, "movie_id").to_numpy())
+    by_movie = by_movie[~by_movie.index.duplicated()]
+    external = by_movie.reindex(movies["movie_id"].to_numpy())
+    return pd.Series(text.reindex(external.to_numpy()).to_numpy(), dtype=object), overviews.label(key)
+
+
+def _none_for_missing(values: pd.Series) -> pd.Series:
+    return values.astype(object).where(values.notna().to_numpy(), None)
+
+
+def movies_table(raw: RawData, logger: logging.Logger | logging.LoggerAdapter) -> pd.DataFrame:
+    """The movies with every text the folder has: its overviews (own column, else overviews.csv),
+    genres, and tags (tags.csv/tags.dat) when present."""
+    movies = validate_movies(raw.movies)
+    if raw.overviews is not None:
+        joined, key = joined_overviews(movies, raw.overviews, raw.links)
+        own = movies["overview"].notna()
+        movies["overview"] = _none_for_missing(movies["overview"].where(own, joined))
+        logger.info(
+            "%s: overviews for %d of %d movies (joined on %s)",
+            raw.overviews.file, int(joined.notna().sum()), len(movies), key,
+        )  # fmt: skip
+    if raw.tags is not None:
+        movies["tags"] = _none_for_missing(tags_text(raw.tags, movies["movie_id"]))
+    return movies
+
+
+# ---------------------------------------------------------------- the whole folder
 
 
 def load_dataset(
@@ -478,20 +357,26 @@ def load_dataset(
     movies_limit: int | None = None,
     unknown_ids: str = "drop",
     logger: logging.Logger | logging.LoggerAdapter | None = None,
+    rating_scale: tuple[float, float] | None = None,
 ) -> Dataset:
     """Read and validate a data directory; ratings of unknown users/movies are counted and dropped
     (``unknown_ids='drop'``) or rejected (``'error'``). ``movies_limit`` keeps the first N movies in
-    file order, and their ratings only (the notebook's ``movies.loc[:N-1]``)."""
+    file order, and their ratings only (the notebook's ``movies.loc[:N-1]``). ``rating_scale``
+    (low, high) bounds the ratings; None: the release's documented scale, or for the notebook's CSVs
+    the min and max of the file."""
     logger = logger or log
     data_dir = Path(data_dir).expanduser()
     layout = detect_layout(data_dir)
-    reader = read_csv_layout if layout == "csv" else read_ml1m_layout
-    users_t, movies_t, files = reader(data_dir)
-    users = validate_users(users_t, logger)
-    movies = validate_movies(movies_t)
-    ratings = read_ratings_fast(files["ratings"])
-    if ratings is None:  # something is off: the exact reader finds it and words the error
-        ratings = validate_ratings(read_ratings_table(files["ratings"]))
+    raw = read_raw(data_dir, layout)
+    scale, scale_source, scale_name = resolve_scale(rating_scale, raw)
+    occupations = ML100K_OCCUPATIONS if layout == "ml-100k" else OCCUPATIONS
+    users = validate_users(raw.users, logger, occupations) if raw.users is not None else None
+    movies = movies_table(raw, logger)
+    ratings = read_ratings(raw.ratings, scale, scale_name)
+    if scale is None:
+        scale = (float(ratings["rating"].min()), float(ratings["rating"].max()))
+    if users is None:  # no user table: the users are the ones who rated, without features
+        users = pd.DataFrame({"user_id": np.unique(ratings["user_id"].to_numpy())})
     n_loaded = len(ratings)
 
     known_user = ratings["user_id"].isin(users["user_id"]).to_numpy()
@@ -499,8 +384,8 @@ def load_dataset(
     unknown = ~(known_user & known_movie)
     if unknown.any():
         msg_problem = "ratings reference unknown users or movies"
-        suffix = files["ratings"].suffix
-        where = Table(ratings, files["ratings"].name, 2 if suffix in (".csv", ".gz") else 1, "row" if suffix == ".parquet" else "line")
+        kind = _ratings_format(raw.ratings)
+        where = Table(ratings, raw.ratings.name, 2 if kind == "csv" else 1, "row" if kind == "parquet" else "line")
         if unknown_ids == "error":
             raise where.fail(None, msg_problem, unknown, ["user_id", "movie_id"])
         logger.warning(
@@ -526,10 +411,14 @@ def load_dataset(
         "n_users": len(users),
         "n_movies": len(movies),
     }
+    features = [c for c in ("gender", "age", "occupation") if c in users.columns]
+    texts = [f for f in TEXT_FIELDS if f in movies.columns and movies[f].notna().any()]
     logger.info(
-        "loaded %s layout from %s: %d ratings, %d users, %d movies",
-        layout, data_dir, n_loaded, len(users), len(movies),
+        "loaded %s layout (%s) from %s: %d ratings on a %s scale (%s), %d users (features: %s), %d movies (texts: %s)",
+        layout, raw.layout.release, data_dir, n_loaded, _scale_text(scale), scale_source, len(users),
+        ", ".join(features) or "none, the release has no user table", len(movies), ", ".join(texts),
     )  # fmt: skip
+    files = {"ratings": raw.ratings, **{t.file: data_dir / t.file for t in (raw.users, raw.movies, raw.tags, raw.links, raw.overviews) if t is not None}}  # fmt: skip
     return Dataset(
         ratings=ratings.reset_index(drop=True),
         users=users.reset_index(drop=True),
@@ -537,18 +426,14 @@ def load_dataset(
         layout=layout,
         files=files,
         stats=stats,
+        rating_scale=scale,
+        scale_source=scale_source,
     )
 
 
 def data_fingerprint(data_dir: str | Path) -> dict[str, str]:
     """sha256 of the bytes of each input file the loader reads (the load task's cache key)."""
-    data_dir = Path(data_dir).expanduser()
-    layout = detect_layout(data_dir)
-    if layout == "csv":
-        names = [next(n for n in RATINGS_FILES if (data_dir / n).exists()), "users.csv", "movies.csv"]
-    else:
-        names = [*ML1M_FILES, "overviews.csv"]
-    return {name: sha256_file(data_dir / name) for name in names if (data_dir / name).exists()}
+    return fingerprint(Path(data_dir).expanduser())
 
 
 # ---------------------------------------------------------------- Prefect wrapper
@@ -561,15 +446,22 @@ def loaded_data(
     movies_limit: int | None,
     unknown_ids: str,
     cache_dir: str,
+    rating_scale: tuple[float, float] | None = None,
 ) -> LoadedData:
     """Load + validate, and put the tables in the store. ``input_hashes`` (from ``data_fingerprint``)
     is not read here: it makes the cache key follow the files' content rather than their path."""
-    dataset = load_dataset(data_dir, movies_limit, unknown_ids, run_logger(log))
+    dataset = load_dataset(data_dir, movies_limit, unknown_ids, run_logger(log), rating_scale)
     store = Store(cache_dir)
+    movies = dataset.movies
     return LoadedData(
         layout=dataset.layout,
+        release=LAYOUTS[dataset.layout].release,
         ratings=store.put_table(dataset.ratings),
         users=store.put_table(dataset.users),
-        movies=store.put_table(dataset.movies),
+        movies=store.put_table(movies),
         stats=dataset.stats,
+        rating_scale=list(dataset.rating_scale),
+        scale_source=dataset.scale_source,
+        user_features=[c for c in ("gender", "age", "occupation") if c in dataset.users.columns],
+        texts={f: int(movies[f].notna().sum()) for f in TEXT_FIELDS if f in movies.columns},
     )

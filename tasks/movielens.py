@@ -8,3 +8,10 @@ OCCUPATIONS = (
     "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
     "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
 )  # fmt: skip
+
+# MovieLens-100K's u.occupation: names, not codes.
+ML100K_OCCUPATIONS = (
+    "administrator", "artist", "doctor", "educator", "engineer", "entertainment", "executive", "healthcare",
+    "homemaker", "lawyer", "librarian", "marketing", "none", "other", "programmer", "retired", "salesman",
+    "scientist", "student", "technician", "writer",
+)  # fmt: skip

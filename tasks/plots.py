@@ -37,23 +37,37 @@ def scatter_png(
     jitter: float = 0.3,
     seed: int = 0,
     title: str = "Top features by |coef| against the rating",
+    scale: tuple[float, float] | list[float] | None = None,
 ) -> bytes:
     """2x3 scatter of each (name, values, correlation) against rating + U(-jitter, jitter); the title
     of each subplot carries the correlation, computed by the caller on all rows (before jitter)."""
-    return figure_png(scatter_figure(features, rating, jitter, seed, title))
+    return figure_png(scatter_figure(features, rating, jitter, seed, title, scale))
+
+
+def rating_step(rating: np.ndarray) -> float:
+    """The step between the rating values present (1 for whole stars, 0.5 for half stars)."""
+    values = np.unique(np.asarray(rating, dtype=np.float64))
+    gaps = np.diff(values)
+    return float(gaps.min()) if gaps.size else 1.0
 
 
 def scatter_figure(
-    features: list[tuple[str, np.ndarray, float]], rating: np.ndarray, jitter: float, seed: int, title: str
-):
+    features: list[tuple[str, np.ndarray, float]], rating: np.ndarray, jitter: float, seed: int, title: str,
+    scale: tuple[float, float] | list[float] | None = None,
+):  # fmt: skip
     """The figure of ``scatter_png`` (x ticks at most 5 per panel, so embedding values such as
-    -0.0123 do not run into each other)."""
+    -0.0123 do not run into each other). ``jitter`` is a fraction of the step between rating values,
+    so half stars (step 0.5) get half the spread and never run into the next value; the y axis spans
+    ``scale`` (default: the ratings' range)."""
     from matplotlib.ticker import MaxNLocator
 
-    jittered = rating + np.random.default_rng(seed).uniform(-jitter, jitter, size=len(rating))
+    spread = jitter * rating_step(rating)
+    jittered = rating + np.random.default_rng(seed).uniform(-spread, spread, size=len(rating))
+    low, high = scale if scale is not None else (float(np.min(rating)), float(np.max(rating)))
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, (name, values, corr) in zip(axes.ravel(), features):
         ax.scatter(values, jittered, s=2, alpha=0.3, rasterized=True)
+        ax.set_ylim(low - spread - 0.1, high + spread + 0.1)
         ax.set_title(f"{name}\ncorr = {corr:.3f}", fontsize=10)
         ax.set_xlabel(name)
         ax.set_ylabel("rating (jittered)")
@@ -135,8 +149,9 @@ def support_png(table: list[dict], kind: str) -> bytes:
 
 @stage("plots", result=Figures)
 def figures(
-    features: FeatureBlocks, rows: MergedRows, trained: TrainedModel, plot: BaseModel, top_k: int, cache_dir: str
-) -> Figures:
+    features: FeatureBlocks, rows: MergedRows, trained: TrainedModel, plot: BaseModel, top_k: int, cache_dir: str,
+    rating_scale: list[float] | None = None,
+) -> Figures:  # fmt: skip
     """Scatter of the top features (by |coef|) and the coefficient bars, as PNGs in the store."""
     U, M, table, names = load_blocks(features, rows)
     user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
@@ -153,7 +168,8 @@ def figures(
     ]
     by = {"coef": "|coef|", "standardized": "|coef| x std", "correlation": "|correlation|"}[plot.rank_by]
     scatter = scatter_png(
-        columns, rating[sample], plot.jitter, plot.seed + 1, title=f"Top features by {by} against the rating"
+        columns, rating[sample], plot.jitter, plot.seed + 1, title=f"Top features by {by} against the rating",
+        scale=rating_scale,
     )
     run_logger(log).info(
         "plots: correlation with the rating of the top features: %s",

@@ -28,14 +28,20 @@ class LoadedData(Result):
     """The validated input tables in the store, and what loading counted."""
 
     layout: str
+    release: str
     ratings: StoredRef
     users: StoredRef
     movies: StoredRef
     stats: dict[str, int]
+    rating_scale: list[float]  # [low, high]
+    scale_source: str  # 'given', 'release' (its documented scale) or 'data' (min and max of the file)
+    user_features: list[str]  # the users table's feature columns; [] when the release has no user table
+    texts: dict[str, int]  # movie text field → movies that have one (only the fields the movies table has)
 
     def summary(self) -> str:
         s = self.stats
-        return f"{self.layout} layout: {s['n_ratings']:,} ratings, {s['n_users']:,} users, {s['n_movies']:,} movies"
+        return (f"{self.layout} layout ({self.release}): {s['n_ratings']:,} ratings, {s['n_users']:,} users, "
+                f"{s['n_movies']:,} movies")  # fmt: skip
 
 
 class EmbeddedField(Result):

@@ -16,3 +16,8 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "rmse": float(np.sqrt(ss_res / len(y))),
         "mae": float(np.abs(err).mean()),
     }
+
+
+def clipped(pred: np.ndarray, scale: tuple[float, float] | list[float] | None) -> np.ndarray:
+    """Predictions clipped to the rating scale (low, high); unchanged without one."""
+    return pred if scale is None else np.clip(pred, scale[0], scale[1])

@@ -34,7 +34,7 @@ from tasks.ridge import (
     solve,
     solve_path,
 )
-from tasks.scoring import regression_metrics
+from tasks.scoring import clipped, regression_metrics
 from tasks.stage import stage
 from tasks.support import rmse_by_movie_support
 from tasks.store import Store, get_array
@@ -178,6 +178,7 @@ def evaluate(
     id_alpha: float = 10.0,
     fm: dict | None = None,
     predictions: dict[str, np.ndarray] | None = None,
+    scale: tuple[float, float] | list[float] | None = None,
 ) -> tuple[RidgeFit | HybridFit | FMFit, dict]:
     """Fit on the train rows (``alpha``, or the best of ``alphas`` scored on the ``validation`` mask
     over the train rows); metrics of the model and of the global-mean baseline on both sides.
@@ -185,14 +186,15 @@ def evaluate(
     rows' statistics reduced from partitions ({'all'} or {'fit', 'val'}), computed here when not given.
     ``ids``: the hybrid model with per-user/per-movie bias terms. ``fm``: the factorization machine's
     settings (``fit_fm`` keyword arguments) instead of any of these. ``predictions``: a dict that
-    receives the model's predictions of the train and test rows (so callers need not predict again)."""
+    receives the model's predictions of the train and test rows (so callers need not predict again).
+    ``scale``: the rating scale (low, high) predictions are clipped to before scoring."""
     fitting = rows.take(train)
     if fm is not None:
         fit = fit_fm(U, M, fitting.user_idx, fitting.movie_idx, fitting.y, **fm)
         fit.moments = feature_moments(U, M, row_stats(U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y))
         metrics = {"solver": "fm", "alpha": None, **{k: v for k, v in fm.items() if k in ("rank", "iterations", "seed")}}
         metrics.update(text_components=fit.text_components, text_bias=fit.text_bias)
-        return fit, score(fit, U, M, rows, train, test, metrics, predictions)
+        return fit, score(fit, U, M, rows, train, test, metrics, predictions, scale)
     if alphas and validation is None:
         raise ValueError("evaluate: alphas need a validation mask over the train rows")
     metrics: dict = {"solver": "hybrid" if ids else solver}
@@ -223,19 +225,20 @@ def evaluate(
             fit = solve(centred_system(U, M, train_stats), alpha)
     fit.moments = feature_moments(U, M, train_stats)
     metrics["alpha"] = alpha
-    return fit, score(fit, U, M, rows, train, test, metrics, predictions)
+    return fit, score(fit, U, M, rows, train, test, metrics, predictions, scale)
 
 
 def score(
     fit: BlockScores | FMFit, U: np.ndarray, M: np.ndarray, rows: Rows, train: np.ndarray, test: np.ndarray,
     metrics: dict, predictions: dict[str, np.ndarray] | None = None,
+    scale: tuple[float, float] | list[float] | None = None,
 ) -> dict:  # fmt: skip
     """Add the model's and the global-mean baseline's R², RMSE, MAE on both sides to ``metrics``
     (and the predictions of each side to ``predictions`` when given)."""
     global_mean = float(np.mean(rows.y[train], dtype=np.float64))
     for side, positions in (("train", train), ("test", test)):
         part = rows.take(positions)
-        pred = fit.predict(U, M, part.user_idx, part.movie_idx)
+        pred = clipped(fit.predict(U, M, part.user_idx, part.movie_idx), scale)
         if predictions is not None:
             predictions[side] = pred
         for name, value in regression_metrics(part.y, pred).items():
@@ -249,7 +252,7 @@ def score(
 @stage("train", result=TrainedModel)
 def fitted_model(
     features: FeatureBlocks, rows: MergedRows, split: SplitRows, partitions: list[dict[str, StatsRefs]],
-    model: ModelConfig, solver: str, cache_dir: str,
+    model: ModelConfig, solver: str, cache_dir: str, rating_scale: list[float] | None = None,
 ) -> TrainedModel:  # fmt: skip
     """Fit (from the reduced partition statistics when given), evaluate against the baselines, rank
     every coefficient. ``model.top_k`` is not read here: the flow passes a fixed value so that
@@ -268,7 +271,7 @@ def fitted_model(
     fit, metrics = evaluate(
         U, M, data, train, test, alpha=model.alpha, solver=solver, alphas=model.alphas,
         validation=get_array(split.validation), stats=stats, ids=model.ids, id_alpha=model.id_alpha, fm=fm,
-        predictions=predicted,
+        predictions=predicted, scale=rating_scale,
     )  # fmt: skip
     metrics["kind"] = model.kind
     for point in metrics.get("alpha_curve", []):
@@ -279,12 +282,12 @@ def fitted_model(
     rankings = feature_rankings(fit.coef, fit.moments, names, len(names))  # all: model.top_k applies when reported
     baselines = fit_baselines(data.user_idx, data.movie_idx, data.y, train, U.shape[0], M.shape[0],
                               model.bias_reg_user, model.bias_reg_movie)  # fmt: skip
-    metrics["baselines"] = fitted_metrics(baselines, data.user_idx, data.movie_idx, data.y, train, test)
+    metrics["baselines"] = fitted_metrics(baselines, data.user_idx, data.movie_idx, data.y, train, test, rating_scale)
     tested = data.take(test)
     metrics["rmse_by_movie_support"] = rmse_by_movie_support(
         data.movie_idx, data.y, train, test, M.shape[0],
         {"model": predicted["test"],
-         **{name: b.predict(tested.user_idx, tested.movie_idx) for name, b in baselines.items()}},
+         **{name: clipped(b.predict(tested.user_idx, tested.movie_idx), rating_scale) for name, b in baselines.items()}},
     )  # fmt: skip
     for name, figures in metrics["baselines"].items():
         logger.info(

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tasks.errors import InputError
-from tests.test_load import BAD_INPUTS, write_bad
+from tests.test_load import BAD_INPUTS, RANGE_RATINGS, write_bad, write_dir
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +50,11 @@ def test_bad_config_exits_2(prefect_server, runner, tmp_path, args, message):
 
 def test_subprocess_prints_one_line_and_no_traceback(prefect_server, tmp_path):
     """The real entry point (`python -m flows`), against the session's Prefect server."""
-    root, expected = write_bad(tmp_path / "data", "rating_out_of_range")
+    root = write_dir(tmp_path / "data", ratings=RANGE_RATINGS)
     env = {**os.environ, "PREFECT_API_URL": prefect_server}
     proc = subprocess.run(
         [sys.executable, "-m", "flows", "run", "--set", f"data.dir={root}", "--set", f"cache.dir={tmp_path / 'c'}",
-         "--out", str(tmp_path / "out")],
+         "--set", "data.rating_scale=1-5", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr

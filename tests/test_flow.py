@@ -89,9 +89,9 @@ def test_bad_data_fails_the_run_with_the_message_and_writes_nothing(prefect_serv
     (bad / "ratings.csv").write_text("user_id,movie_id,rating\n1,10,9\n")
     (bad / "users.csv").write_text("user_id,gender,age,occupation\n1,F,25,lawyer\n")
     (bad / "movies.csv").write_text("movie_id,title,overview\n10,Heat,A heist.\n")
-    state = run_flow(tmp_path, bad, return_state=True)
+    state = run_flow(tmp_path, bad, extra=["data.rating_scale=1-5"], return_state=True)
     assert state.is_failed()
-    assert "ratings.csv: column 'rating': 1 of 1 values outside 1-5" in state.message
+    assert "ratings.csv: column 'rating': 1 of 1 values outside 1-5 (data.rating_scale)" in state.message
     with pytest.raises(InputError):
         state.result()
     assert not (tmp_path / "out").exists()

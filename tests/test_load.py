@@ -54,12 +54,33 @@ def test_ml1m_occupation_codes_become_names(tmp_path):
     assert ds.movies["overview"].tolist() == ["A shy waitress, Paris."]
 
 
-def test_ml1m_without_overviews_is_a_clear_error(tmp_path):
+def test_ml1m_without_overviews_loads_titles_and_genres(tmp_path):
     (tmp_path / "ratings.dat").write_text("1::10::4::978300760\n")
     (tmp_path / "users.dat").write_text("1::F::1::11::48067\n")
-    (tmp_path / "movies.dat").write_text("10::Heat (1995)::Action\n")
-    with pytest.raises(InputError, match=r"overviews.csv: missing in .*movie_id, overview"):
-        load_dataset(tmp_path)
+    (tmp_path / "movies.dat").write_text("10::Heat (1995)::Action|Crime\n")
+    ds = load_dataset(tmp_path)
+    assert ds.movies["overview"].isna().all() and ds.movies["genres"].tolist() == ["Action|Crime"]
+    assert ds.rating_scale == (1.0, 5.0) and ds.scale_source == "release"
+
+
+RANGE_RATINGS = RATINGS.replace("2,10,3,102", "2,10,7,102").replace("3,30,1,103", "3,30,0,103")
+
+
+def test_ratings_outside_a_given_scale_are_named(tmp_path):
+    root = write_dir(tmp_path, ratings=RANGE_RATINGS)
+    with pytest.raises(InputError) as err:
+        load_dataset(root, rating_scale=(1.0, 5.0))
+    message = str(err.value)
+    for piece in ["ratings.csv: column 'rating': 2 of 5 values outside 1-5 (data.rating_scale)",
+                  "line 4 (user_id=2, movie_id=10, rating=7)", "line 5 (user_id=3, movie_id=30, rating=0)"]:  # fmt: skip
+        assert piece in message
+
+
+def test_auto_scale_of_the_notebook_layout_is_the_files_range(tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        ds = load_dataset(write_dir(tmp_path, ratings=RANGE_RATINGS))
+    assert ds.rating_scale == (0.0, 7.0) and ds.scale_source == "data"
+    assert "on a 0-7 scale (data)" in caplog.text
 
 
 def test_movies_limit_keeps_first_movies_in_file_order(tmp_path):
@@ -94,10 +115,6 @@ BAD_INPUTS = {
         {"users": USERS.replace("2,M,35", "2.5,M,35")},
         ["users.csv: column 'user_id': 1 of 3 values are not whole numbers", "line 3 (user_id=2.5, gender='M', age=35"],
     ),
-    "rating_out_of_range": (
-        {"ratings": RATINGS.replace("2,10,3,102", "2,10,7,102").replace("3,30,1,103", "3,30,0,103")},
-        ["ratings.csv: column 'rating': 2 of 5 values outside 1-5", "line 4 (user_id=2, movie_id=10, rating=7)", "line 5 (user_id=3, movie_id=30, rating=0)", "line 5 ("],
-    ),
     "duplicate_user": (
         {"users": USERS + "2,F,50,artist\n"},
         ["users.csv: column 'user_id': 2 of 4 rows repeat a user_id", "line 3 (user_id=2,", "line 5 (user_id=2,"],
@@ -120,7 +137,7 @@ BAD_INPUTS = {
     ),
     "no_ratings_file": (
         {"ratings": None},
-        ["no ratings file found; expected one of ratings.csv, ratings.csv.gz, ratings.parquet"],
+        ["no ratings file found; expected the notebook's ratings.csv (user_id, movie_id, rating)", "MovieLens release: 100K (u.data"],
     ),
 }
 
@@ -194,5 +211,8 @@ def test_streaming_reader_equals_the_exact_reader(tmp_path, layout):
 def test_streaming_reader_defers_bad_files_to_the_exact_reader(tmp_path, name):
     from tasks.load import read_ratings_fast
 
-    root, _ = write_bad(tmp_path / name, name)
-    assert read_ratings_fast(root / "ratings.csv") is None
+    if name == "rating_out_of_range":
+        root = write_dir(tmp_path, ratings=RANGE_RATINGS)
+    else:
+        root, _ = write_bad(tmp_path / name, name)
+    assert read_ratings_fast(root / "ratings.csv", (1.0, 5.0)) is None
