@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 SETS = {
     "profile201": {"users": 600, "movies": 400, "ratings": 40_000, "movies_limit": 201},
     "ml1m": {"users": 6_040, "movies": 3_900, "ratings": 1_000_209, "movies_limit": None},
-    "ml25m": {"users": 162_000, "movies": 62_000, "ratings": 25_000_000, "movies_limit": None},
+    # MovieLens 25M's own layout: ratings.csv with userId/movieId, half stars, no user table, tags
+    "ml25m": {"users": 162_000, "movies": 62_000, "ratings": 25_000_000, "movies_limit": None, "layout": "ml-25m"},
 }
 EMBED_SAMPLE = 2_000  # texts for the embedding speed comparison
 
@@ -61,13 +62,16 @@ def project_path(data_dir: str, cache_dir: str, movies_limit: int | None) -> dic
     started = time.perf_counter()
     doc = run_with_config(cfg, str(Path(cache_dir) / "out"))
     seconds = doc["seconds"]
+    fields = doc["embedding"]["fields"]
     return {
+        "layout": doc["layout"],
+        "fields": "+".join(fields),
         "load s": seconds["load"],
-        "embed s (cached)": round(seconds["embed_title"] + seconds["embed_overview"], 3),
+        "embed s (cached)": round(sum(seconds[f"embed_{f}"] for f in fields), 3),
         "merge+features s": round(seconds["merge"] + seconds["features"], 3),
         "fit+evaluate s": seconds["train"],
         "plots s": seconds["plots"],
-        "embedding s (new texts)": doc["embedding"]["fields"]["title"]["seconds"] + doc["embedding"]["fields"]["overview"]["seconds"],
+        "embedding s (new texts)": round(sum(f["seconds"] for f in fields.values()), 3),
         "total s": round(time.perf_counter() - started, 2),
         "texts embedded": doc["embedding"]["texts_embedded"],
         "test R2": round(doc["test_r2"], 4),
@@ -149,8 +153,11 @@ def embedding_speed(data_dir: str) -> dict:
 
     from tasks.encoder import pick_precision, resolve_model, sentence_encoder
 
-    movies = pd.read_csv(Path(data_dir) / "movies.csv", keep_default_na=False)
-    texts = [t for t in (movies["overview"].tolist() + movies["title"].tolist()) if t][:EMBED_SAMPLE]
+    from tasks.load import load_dataset
+
+    movies = load_dataset(data_dir).movies  # any layout; overviews, else tags, then titles
+    longest = "overview" if movies["overview"].notna().any() else "tags"
+    texts = [t for t in (movies[longest].tolist() + movies["title"].tolist()) if isinstance(t, str) and t][:EMBED_SAMPLE]
     source = resolve_model("all-MiniLM-L6-v2")
     model = SentenceTransformer(source.path, device="cpu")
     model.encode(texts[:32])  # warm-up
@@ -191,7 +198,8 @@ def prepare(name: str, size: dict, work: Path) -> tuple[Path, Path, dict]:
 
     data_dir, cache_dir = work / name / "data", work / name / "embeddings-cache"
     t = time.perf_counter()
-    write_demo_data(data_dir, users=size["users"], movies=size["movies"], ratings=size["ratings"], seed=0)
+    write_demo_data(data_dir, users=size["users"], movies=size["movies"], ratings=size["ratings"], seed=0,
+                    layout=size.get("layout", "csv"))  # fmt: skip
     generated = time.perf_counter() - t
     cold = run_worker("project", data_dir, cache_dir, size["movies_limit"], None)  # embeds every text
     print(f"[{name}] generated in {generated:.1f} s; cold project run: {cold}", flush=True)
@@ -251,7 +259,7 @@ def main() -> None:
 
     import pandas as pd
 
-    columns = ["set", "ratings", "path", "load s", "embed s (cached)", "merge+features s", "fit+evaluate s",
+    columns = ["set", "ratings", "path", "layout", "fields", "load s", "embed s (cached)", "merge+features s", "fit+evaluate s",
                "total s", "peak RSS GB", "test R2", "rows", "features", "error"]  # fmt: skip
     table = pd.DataFrame(rows)
     print("\n" + table[[c for c in columns if c in table.columns]].to_string(index=False, na_rep=""))

@@ -75,7 +75,11 @@ def _print_summary(document: dict) -> None:
         kind = (f"ridge + {' and '.join(document['ids'])} bias terms (hybrid)" if document["solver"] == "hybrid"
                 else f"ridge ({document['solver']} solver)")  # fmt: skip
         model = f"{kind}, alpha {document['alpha']:g}{chosen}"
+    data = document["data"]
+    users = ", ".join(data["user_features"]) or "none (no user table)"
     lines = [
+        f"data: {data['layout']} layout ({data['release']}), ratings {'-'.join(f'{v:g}' for v in data['rating_scale'])}, "
+        f"user features: {users}, texts embedded: {', '.join(data['embedded_fields'])}",
         f"model: {model}",
         f"rows: {document['n_rows']} of {document['n_ratings']} ratings, {document['n_features']} features",
         f"{'':14}{'train':>10}{'test':>10}{'baseline test':>16}",
@@ -303,7 +307,9 @@ def demo_data(
     ratings: Annotated[int, typer.Option(min=1, help="Number of ratings (distinct user/movie pairs).")] = 40_000,
     seed: Annotated[int, typer.Option(min=0, help="Generator seed: same seed, same files.")] = 0,
     layout: Annotated[
-        str, typer.Option(help="'csv' (ratings/users/movies.csv) or 'ml-1m' (.dat files + overviews.csv).")
+        str,
+        typer.Option(help="'csv' (ratings/users/movies.csv) or a MovieLens release's files, as GroupLens ships them: "
+                          "'ml-100k', 'ml-1m', 'ml-10m', 'ml-latest' (= 'ml-20m', 'ml-25m', 'ml-32m', 'ml-latest-small')."),
     ] = "csv",
     ratings_format: Annotated[
         str, typer.Option(help="CSV layout: 'csv', 'parquet', or 'auto' (Parquet above 2M ratings).")
@@ -311,27 +317,32 @@ def demo_data(
     text_length: Annotated[
         str, typer.Option(help="'realistic' (60-120-word overviews, the default) or 'short' (one sentence per genre).")
     ] = "realistic",
+    overviews: Annotated[
+        str,
+        typer.Option(help="'auto' (csv: in movies.csv; ml-1m: overviews.csv; others: none), 'none', or overviews.csv "
+                          "keyed by 'movie_id', 'tmdb' or 'imdb' (the last two: ml-latest layouts, with links.csv)."),
+    ] = "auto",
 ) -> None:
     """Write a deterministic synthetic data set (no MovieLens data is redistributed)."""
     from tasks.demo_data import write_demo_data
+    from tasks.demo_layouts import DEMO_FILES, chosen_layout
 
-    if layout not in ("csv", "ml-1m"):
-        fail(f"--layout {layout!r}: use 'csv' or 'ml-1m'")
-    if ratings_format not in ("auto", "csv", "parquet"):
-        fail(f"--ratings-format {ratings_format!r}: use auto, csv or parquet")
+    try:
+        chosen_layout(layout, ratings_format, overviews)
+    except ValueError as exc:
+        fail(f"demo-data: {exc}")
     if text_length not in ("realistic", "short"):
         fail(f"--text-length {text_length!r}: use 'realistic' or 'short'")
-    names = {"csv": ["ratings.csv", "ratings.parquet", "users.csv", "movies.csv"],
-             "ml-1m": ["ratings.dat", "users.dat", "movies.dat", "overviews.csv"]}[layout]  # fmt: skip
     if directory.exists() and not directory.is_dir():
         fail(f"demo-data {directory}: exists and is not a folder")
-    existing = [n for n in names if (directory / n).exists()]
+    # Every layout's files, not only this one's: a folder holding another release's files is someone's data.
+    existing = [n for n in DEMO_FILES if (directory / n).exists()]
     if existing:  # never overwrite a user's data files
         fail(f"demo-data {directory}: {', '.join(existing)} already there; choose a new or empty folder")
     try:
         written = write_demo_data(
             directory, users=users, movies=movies, ratings=ratings, seed=seed, layout=layout, ratings_format=ratings_format,
-            text_length=text_length,
+            text_length=text_length, overviews=overviews,
         )
     except InputError as exc:
         fail(str(exc))

@@ -5,11 +5,13 @@ default realistic texts, from the movie's hidden tastes and craft (tasks/demo_te
 embeddings can recover the genre and part of what genres do not say. A rating is 3.55 + user effect
 (age, gender, occupation, own leniency) + movie effect (genre quality, craft, hidden quality) +
 user-feature x genre affinity + user x movie latent tastes + noise, rounded and clipped to 1-5.
+
+``write_demo_data`` writes the set in the notebook's CSV layout or in the layout of any MovieLens
+release (100K, 1M, 10M, 20M/25M/32M/latest), as GroupLens ships it: tasks/demo_layouts.py.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from pathlib import Path
@@ -17,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.atomic import atomic_write_bytes, staged_folder
 from tasks import demo_text
+from tasks.atomic import atomic_write_bytes, staged_folder
 from tasks.caching import CODE_VERSION, run_logger
+from tasks.demo_layouts import DEMO_LAYOUTS, FileOptions, Synthetic, chosen_layout
 from tasks.demo_text import GENRE_NAMES, GENRES, TEXT_LENGTHS
 from tasks.hashing import dir_digest, sha256_text
 from tasks.movielens import OCCUPATIONS
@@ -106,6 +109,14 @@ def generate(
     users: int, movies: int, ratings: int, seed: int = 0, missing_overview: float = 0.02, text_length: str = "realistic"
 ) -> dict:
     """The three tables (DataFrames) of a synthetic data set; same arguments, same tables."""
+    return synthetic(users, movies, ratings, seed, missing_overview, text_length).tables
+
+
+def synthetic(
+    users: int, movies: int, ratings: int, seed: int = 0, missing_overview: float = 0.02, text_length: str = "realistic"
+) -> Synthetic:
+    """``generate()``'s tables with the hidden values the release layouts draw from: each rating's
+    unrounded score (for half stars) and each movie's stated tone and craft poles (for its tags)."""
     if text_length not in TEXT_LENGTHS:
         raise ValueError(f"unknown text length {text_length!r}; use {' or '.join(TEXT_LENGTHS)}")
     rng = np.random.default_rng(seed)
@@ -151,22 +162,13 @@ def generate(
             "timestamp": 956_703_932 + np.sort(rng.integers(0, 90_000_000, len(u))),
         }
     )
-    return {"ratings": rating_t, "users": user_t, "movies": movie_t}
-
-
-def _csv_bytes(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode("utf-8")
-
-
-def _parquet_bytes(frame: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    return buf.getvalue()
-
-
-def _dat_bytes(frame: pd.DataFrame) -> bytes:
-    rows = frame.astype(str).agg("::".join, axis=1)
-    return ("\n".join(rows) + "\n").encode("latin-1")
+    # The poles its realistic overview states (tasks/demo_text.overview's rule): its tags say the same.
+    tone = np.where(np.abs(movie_factors) > 0.5 * LATENT_SD, np.sign(movie_factors), 0).astype(np.int8)
+    craft_pole = np.where(np.abs(craft) > 0.5 * CRAFT_SD, np.sign(craft), 0).astype(np.int8)
+    return Synthetic(
+        tables={"ratings": rating_t, "users": user_t, "movies": movie_t}, score=score, user_pos=u, movie_pos=m,
+        tone=tone, craft=craft_pole, seed=seed,
+    )  # fmt: skip
 
 
 def write_demo_data(
@@ -178,41 +180,28 @@ def write_demo_data(
     layout: str = "csv",
     ratings_format: str = "auto",
     text_length: str = "realistic",
+    overviews: str = "auto",
 ) -> dict[str, Path]:
-    """Write a generated data set in the notebook's CSV layout or MovieLens-1M's .dat layout.
+    """Write a generated data set in one layout (tasks/demo_layouts.py): 'csv', 'ml-100k', 'ml-1m',
+    'ml-10m', 'ml-latest' or its aliases 'ml-20m', 'ml-25m', 'ml-32m', 'ml-latest-small'.
 
     In the CSV layout the ratings are ``ratings.parquet`` when ``ratings_format`` is 'parquet', or
-    'auto' and there are more than 2M of them (a 25M-row CSV is slow to write and to read).
-    Each file is written atomically; returns the paths written."""
-    tables = generate(users, movies, ratings, seed, text_length=text_length)
+    'auto' and there are more than 2M of them (a 25M-row CSV is slow to write and to read); the
+    release layouts write them as GroupLens does ('parquet' is refused). ``overviews``: 'auto' (the
+    layout's usual place: csv's movies.csv, ml-1m's overviews.csv, none for the others), 'none', or
+    overviews.csv keyed by 'movie_id', 'tmdb' or 'imdb' (the last two with links.csv: ml-latest).
+    A bad or mismatched choice is a ValueError before any work. Each file is written atomically;
+    returns the paths written."""
+    name = chosen_layout(layout, ratings_format, overviews)
+    data = synthetic(users, movies, ratings, seed, text_length=text_length)
+    parquet = name == "csv" and (ratings_format == "parquet" or (ratings_format == "auto" and ratings > PARQUET_ABOVE))
+    files = DEMO_LAYOUTS[name].write(data, FileOptions(parquet=parquet, overviews=overviews))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if ratings_format not in ("auto", "csv", "parquet"):
-        raise ValueError(f"unknown ratings format {ratings_format!r}; use auto, csv or parquet")
-    parquet = ratings_format == "parquet" or (ratings_format == "auto" and ratings > PARQUET_ABOVE)
-    if layout == "csv":
-        files = {
-            **({"ratings.parquet": _parquet_bytes(tables["ratings"])} if parquet else {"ratings.csv": _csv_bytes(tables["ratings"])}),
-            "users.csv": _csv_bytes(tables["users"]),
-            "movies.csv": _csv_bytes(tables["movies"]),
-        }
-    elif layout == "ml-1m":
-        users_t = tables["users"].copy()
-        users_t["occupation"] = users_t["occupation"].map({n: i for i, n in enumerate(OCCUPATIONS)})
-        movies_t = tables["movies"]
-        overviews = movies_t.loc[movies_t["overview"].notna(), ["movie_id", "overview"]]
-        files = {
-            "ratings.dat": _dat_bytes(tables["ratings"]),
-            "users.dat": _dat_bytes(users_t[["user_id", "gender", "age", "occupation", "zip"]]),
-            "movies.dat": _dat_bytes(movies_t[["movie_id", "title", "genres"]]),
-            "overviews.csv": _csv_bytes(overviews),
-        }
-    else:
-        raise ValueError(f"unknown layout {layout!r}; use 'csv' or 'ml-1m'")
     written = {}
-    for name, data in files.items():
-        atomic_write_bytes(out / name, data)
-        written[name] = out / name
+    for file, content in files.items():
+        atomic_write_bytes(out / file, content)
+        written[file] = out / file
     return written
 
 

@@ -148,6 +148,30 @@ CRAFT = (
      "It is a beautifully acted and carefully crafted film that has become a classic.",
      "Its clever script and memorable characters earned it a devoted following."],
 )  # fmt: skip
+# Tags (the 10M and CSV releases' tags files): short lowercase phrases per genre, per pole of each
+# taste dimension (in THEMES' order) and per craft pole, so a movie's tags say what its overview says.
+GENRE_TAGS: dict[str, list[str]] = {
+    "Action": ["action", "explosions", "car chase", "martial arts", "shootout"],
+    "Comedy": ["funny", "quirky", "slapstick", "witty", "hilarious"],
+    "Drama": ["drama", "tearjerker", "moving", "character study", "melancholy"],
+    "Horror": ["horror", "scary", "gore", "creepy", "haunted house"],
+    "Romance": ["romance", "love story", "romantic", "chick flick", "sweet"],
+    "Sci-Fi": ["sci-fi", "aliens", "space", "time travel", "dystopia"],
+    "Animation": ["animation", "animated", "cartoon", "talking animals", "fairy tale"],
+    "Documentary": ["documentary", "informative", "true story", "interviews", "archive footage"],
+    "Thriller": ["thriller", "suspense", "twist ending", "conspiracy", "serial killer"],
+    "Western": ["western", "cowboys", "gunfight", "wild west", "revenge"],
+}  # fmt: skip
+THEME_TAGS: list[tuple[list[str], list[str]]] = [
+    (["dark", "bleak", "violent", "depressing"], ["feel-good", "heartwarming", "family", "uplifting"]),
+    (["slow burn", "thought-provoking", "cerebral", "dialogue driven"],
+     ["action packed", "fast paced", "special effects", "spectacle"]),
+    (["period piece", "costume drama", "historical", "based on true events"],
+     ["modern", "technology", "social media", "urban"]),
+    (["intimate", "small cast", "claustrophobic", "chamber piece"],
+     ["epic", "sweeping", "ensemble cast", "multiple storylines"]),
+]  # fmt: skip
+CRAFT_TAGS = (["predictable", "overrated", "cheesy", "boring"], ["masterpiece", "great acting", "classic", "clever"])
 CONNECTORS = ["Meanwhile,", "At the same time,", "Before long,", "Soon after,", "But when trouble comes,"]
 SETTINGS = ["in a small town", "in New York", "during the Second World War", "in the near future",
             "in the 1970s", "on a remote island", "in the countryside", "at a boarding school",

@@ -47,6 +47,7 @@ __all__ = ["OCCUPATIONS", "check_data_dir", "data_fingerprint", "detect_layout",
 DAT_RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 RATING_TYPES = {"user_id": pa.int64(), "movie_id": pa.int64(), "rating": pa.float32(), "timestamp": pa.int64()}
 TEXT_FIELDS = ("title", "overview", "genres", "tags")  # the movie texts a run can embed
+USUAL_SCALES = ((1.0, 5.0), (0.5, 5.0), (0.0, 5.0), (1.0, 10.0), (0.0, 10.0))  # others: the file may hold a typo
 TAGS_PER_MOVIE = 20  # a movie's tags text: its most applied tags, at most this many
 
 log = logging.getLogger(__name__)
@@ -375,6 +376,12 @@ def load_dataset(
     ratings = read_ratings(raw.ratings, scale, scale_name)
     if scale is None:
         scale = (float(ratings["rating"].min()), float(ratings["rating"].max()))
+        if scale not in USUAL_SCALES:
+            logger.warning(
+                "%s: ratings span %s, not a usual scale (%s); if a value is a typo, set data.rating_scale "
+                "(e.g. 1-5) to have it named",
+                raw.ratings.name, _scale_text(scale), ", ".join(map(_scale_text, USUAL_SCALES)),
+            )  # fmt: skip
     if users is None:  # no user table: the users are the ones who rated, without features
         users = pd.DataFrame({"user_id": np.unique(ratings["user_id"].to_numpy())})
     n_loaded = len(ratings)

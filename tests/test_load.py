@@ -81,6 +81,7 @@ def test_auto_scale_of_the_notebook_layout_is_the_files_range(tmp_path, caplog):
         ds = load_dataset(write_dir(tmp_path, ratings=RANGE_RATINGS))
     assert ds.rating_scale == (0.0, 7.0) and ds.scale_source == "data"
     assert "on a 0-7 scale (data)" in caplog.text
+    assert "ratings.csv: ratings span 0-7, not a usual scale (1-5, 0.5-5, 0-5, 1-10, 0-10)" in caplog.text
 
 
 def test_movies_limit_keeps_first_movies_in_file_order(tmp_path):
