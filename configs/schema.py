@@ -7,6 +7,7 @@ before validation, so pydantic names a bad key or value. Defaults live here and 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -112,7 +113,6 @@ class DataConfig(Section):
     )
     rating_scale: Annotated[str, BeforeValidator(scale_text)] = Field(
         "auto",
-        pattern=SCALE_PATTERN,
         title="Rating scale",
         description="'auto': the release's documented scale (1-5 for MovieLens 100K/1M, 0.5-5 for 10M and later), "
         "or the min and max of the ratings file for the notebook's CSVs; or 'LOW-HIGH', e.g. 0.5-5. Ratings outside "
@@ -126,9 +126,11 @@ class DataConfig(Section):
     @field_validator("rating_scale")
     @classmethod
     def _low_below_high(cls, text: str) -> str:
+        if not re.fullmatch(SCALE_PATTERN, text):
+            raise ValueError("use auto, or LOW-HIGH such as 1-5 or 0.5-5")
         scale = parse_scale(text)
         if scale is not None and not scale[0] < scale[1]:
-            raise ValueError(f"the low end must be below the high end (got {text})")
+            raise ValueError("the low end must be below the high end")
         return text
 
     @property

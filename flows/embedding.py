@@ -9,7 +9,15 @@ from prefect.futures import as_completed
 
 from configs.schema import EmbeddingConfig
 from flows.progress import progress_artifact
-from tasks.embed import embedded_chunk, embedding_figures, field_vectors, movie_texts, plan_chunks, track_chunks
+from tasks.embed import (
+    embedded_chunk,
+    embedding_figures,
+    field_vectors,
+    movie_texts,
+    plan_chunks,
+    plural,
+    track_chunks,
+)
 from tasks.encoder import ModelSource
 from tasks.results import EmbeddedField, LoadedData
 from tasks.stage import current_run
@@ -31,8 +39,8 @@ def movie_vectors(
     total = sum(len(c) for c in chunks)
     distinct = len({t for t in texts if t is not None})
     run.logger.info(
-        "%ss: %d distinct texts, %d in the embedding store, %d to embed in chunks of up to %d",
-        field, distinct, distinct - total, total, embedding.chunk_size,
+        "%s: %d distinct texts, %d in the embedding store, %d to embed in chunks of up to %d",
+        plural(field), distinct, distinct - total, total, embedding.chunk_size,
     )  # fmt: skip
     embedded, chunk_seconds = 0, 0.0
     if chunks:
@@ -45,8 +53,8 @@ def movie_vectors(
             done = (f.result() for f in as_completed([embedded_chunk.submit(**call) for call in calls]))
         else:
             done = (embedded_chunk(**call) for call in calls)
-        update = progress_artifact(f"movie-ratings-embedding-{field}", f"Embedding {total} {field}s")
-        embedded, chunk_seconds = track_chunks(done, total, f"{field}s", run.logger, update)
+        update = progress_artifact(f"movie-ratings-embedding-{field}", f"Embedding {total} {plural(field)}")
+        embedded, chunk_seconds = track_chunks(done, total, plural(field), run.logger, update)
     vectors = field_vectors(
         movies=loaded.movies, field=field, model=model, embedding=embedding, missing=missing, cache_dir=run.cache_dir,
         label=label,

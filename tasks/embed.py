@@ -78,6 +78,11 @@ def field_texts(movies: pd.DataFrame, field: str, missing: str) -> tuple[list[st
     return prepare_texts(values.tolist(), "empty" if field in SECONDARY_FIELDS else missing)
 
 
+def plural(field: str) -> str:
+    """'title' → 'titles'; 'genres' and 'tags' are plural already."""
+    return field if field.endswith("s") else f"{field}s"
+
+
 def fields_to_embed(wanted: list[str], texts: dict[str, int], release: str) -> tuple[list[str], list[str]]:
     """The fields of ``wanted`` the data has (``texts``: field → movies that have it), and a warning
     for each one it lacks. Missing overviews are replaced by tags when the release has tags and they
@@ -88,13 +93,16 @@ def fields_to_embed(wanted: list[str], texts: dict[str, int], release: str) -> t
         if field in has:
             fields.append(field)
             continue
-        where = "add overviews.csv (movie_id or movieId, or tmdbId/imdbId with links.csv, and overview)"
-        hint = where if field == "overview" else "the release has no tags file" if field == "tags" else ""
+        hint = {
+            "overview": "to embed overviews, add overviews.csv: movie_id or movieId, or tmdbId/imdbId with links.csv, "
+            "and overview",
+            "tags": "the release has no tags file",
+        }.get(field, "")
         if field == "overview" and "tags" in has and "tags" not in wanted:
             fields.append("tags")
-            warnings.append(f"the {release} data has no movie overviews ({hint}); embedding the movies' tags instead")
+            warnings.append(f"the {release} data has no movie overviews; embedding the movies' tags instead ({hint})")
         else:
-            warnings.append(f"the {release} data has no movie {field}s" + (f" ({hint})" if hint else "") + f"; {field} left out")
+            warnings.append(f"the {release} data has no movie {plural(field)}; {field} left out" + (f" ({hint})" if hint else ""))
     fields = list(dict.fromkeys(fields))
     if not fields:
         raise InputError(
@@ -273,7 +281,7 @@ def field_vectors(
     # One vector per (model identity, text), whatever precision computed it: bfloat16 and float32
     # vectors agree to cosine ≥ 0.9999, so they are interchangeable (docs/reliability.md).
     result = assemble(
-        texts, model.identity, EmbeddingStore(cache_dir, model.identity), f"{field}s", logger,
+        texts, model.identity, EmbeddingStore(cache_dir, model.identity), plural(field), logger,
         lazy_encoder(model, embedding, logger), embedding.chunk_size,
     )  # fmt: skip
     store = Store(cache_dir)

@@ -126,7 +126,7 @@ def detect_layout(data_dir: Path) -> str:
     foreign = [n for n in _present(data_dir, DATA_FILES) if n not in layout.files]
     if foreign:
         raise InputError(
-            f"data dir {data_dir}: {', '.join(foreign)} do not belong beside {found} ({layout.release} layout, "
+            f"data dir {data_dir}: {', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not belong beside {found} ({layout.release} layout, "
             f"which reads {', '.join((found, *layout.required, *layout.optional))}); keep one release per folder"
         )
     return name

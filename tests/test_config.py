@@ -40,6 +40,12 @@ def test_overrides_are_parsed_as_yaml():
     assert cfg.data.demo.users == 10
 
 
+@pytest.mark.parametrize("value, scale", [("auto", None), ("null", None), ("0.5-5", (0.5, 5.0)), ("[1, 10]", (1.0, 10.0))])
+def test_rating_scale_as_text_or_list(value, scale):
+    cfg = load_config(overrides=[f"data.rating_scale={value}"])
+    assert cfg.data.scale == scale
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -52,6 +58,9 @@ def test_overrides_are_parsed_as_yaml():
         ("embedding.batch_size=many", "'embedding.batch_size': Input should be a valid integer"),
         ("model.alpha", "expected dotted.key=value"),
         ("model.alpha.x=1", "'alpha' is a value, not a section"),
+        ("data.rating_scale=abc", "'data.rating_scale': Value error, use auto, or LOW-HIGH such as 1-5 or 0.5-5"),
+        ("data.rating_scale=5-1", "'data.rating_scale': Value error, the low end must be below the high end"),
+        ("embedding.fields=[title, plot]", "'embedding.fields.1': Input should be 'title', 'overview', 'genres' or 'tags'"),
     ],
 )
 def test_bad_override_is_one_clear_line(override, message):

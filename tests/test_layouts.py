@@ -132,11 +132,11 @@ BAD = {
     ),
     "mixed_release_files": (
         ml_latest, {"users.dat": "1::F::1::10::48067\n"},
-        ["users.dat do not belong beside ratings.csv (MovieLens 20M/25M/32M/latest layout", "keep one release per folder"],
+        ["users.dat does not belong beside ratings.csv (MovieLens 20M/25M/32M/latest layout", "keep one release per folder"],
     ),
     "notebook_users_beside_a_release": (
         ml_latest, {"users.csv": "user_id,gender,age,occupation\n1,F,25,lawyer\n"},
-        ["users.csv do not belong beside ratings.csv (MovieLens 20M/25M/32M/latest layout"],
+        ["users.csv does not belong beside ratings.csv (MovieLens 20M/25M/32M/latest layout"],
     ),
     "two_ratings_files": (
         ml10m, {"u.data": "1\t122\t5\t1\n"},
@@ -189,8 +189,8 @@ def test_fields_to_embed_use_what_the_data_has():
     has = {"title": 3, "overview": 0, "genres": 3, "tags": 2}
     fields, warnings = fields_to_embed(["title", "overview"], has, "MovieLens 10M")
     assert fields == ["title", "tags"]
-    assert warnings == ["the MovieLens 10M data has no movie overviews (add overviews.csv (movie_id or movieId, or "
-                        "tmdbId/imdbId with links.csv, and overview)); embedding the movies' tags instead"]  # fmt: skip
+    assert warnings == ["the MovieLens 10M data has no movie overviews; embedding the movies' tags instead (to embed "
+                        "overviews, add overviews.csv: movie_id or movieId, or tmdbId/imdbId with links.csv, and overview)"]  # fmt: skip
     fields, warnings = fields_to_embed(["title", "overview"], {"title": 3, "overview": 0, "genres": 3}, "MovieLens 1M")
     assert fields == ["title"] and "overview left out" in warnings[0]
     assert fields_to_embed(["title", "overview"], {"title": 3, "overview": 3}, "x") == (["title", "overview"], [])
