@@ -64,7 +64,7 @@ def _quiet_input_error_tracebacks() -> None:
 
 
 def _print_summary(document: dict) -> None:
-    from tasks.report import fm_text
+    from tasks.report import data_line, fm_text
 
     if document.get("kind") == "fm":
         model = f"fm, rank {document['rank']}, {document['iterations']} iterations, {fm_text(document)}"
@@ -75,11 +75,8 @@ def _print_summary(document: dict) -> None:
         kind = (f"ridge + {' and '.join(document['ids'])} bias terms (hybrid)" if document["solver"] == "hybrid"
                 else f"ridge ({document['solver']} solver)")  # fmt: skip
         model = f"{kind}, alpha {document['alpha']:g}{chosen}"
-    data = document["data"]
-    users = ", ".join(data["user_features"]) or "none (no user table)"
     lines = [
-        f"data: {data['layout']} layout ({data['release']}), ratings {'-'.join(f'{v:g}' for v in data['rating_scale'])}, "
-        f"user features: {users}, texts embedded: {', '.join(data['embedded_fields'])}",
+        data_line(document),
         f"model: {model}",
         f"rows: {document['n_rows']} of {document['n_ratings']} ratings, {document['n_features']} features",
         f"{'':14}{'train':>10}{'test':>10}{'baseline test':>16}",

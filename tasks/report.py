@@ -39,6 +39,15 @@ def fm_text(document: dict) -> str:
     return " + ".join(parts) or "no text"
 
 
+def data_line(document: dict) -> str:
+    """Which data the run read, in one line (the CLI's summary and the report say the same)."""
+    data = document["data"]
+    users = ", ".join(data["user_features"]) or "none (the release has no user table: the user block is empty)"
+    scale = "-".join(f"{v:g}" for v in data["rating_scale"])
+    return (f"data: {data['layout']} layout ({data['release']}), ratings {scale} ({data['rating_scale_source']}), "
+            f"user features: {users}, texts embedded: {', '.join(data['embedded_fields'])}")  # fmt: skip
+
+
 def model_summary(document: dict) -> str:
     if document.get("kind") == "fm":
         return f"FM rank {document['rank']}, {document['iterations']} iterations, {fm_text(document)}"
@@ -115,6 +124,7 @@ def report_markdown(
             f"{model_summary(document)}, model `{cfg['embedding']['model']}`, "
             f"{cfg['split']['strategy']} split, seed {cfg['split']['seed']}.",
             f"Embedding: {emb['texts_embedded']:,} texts embedded in this run, {emb['cache_hits']:,} from the cache.",
+            data_line(document)[0].upper() + data_line(document)[1:] + ".",
             f"Outputs: `{out_dir}`",
             "",
             "## Metrics",

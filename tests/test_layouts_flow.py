@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from tasks.report import data_line
 from tests.flowrun import run_flow
 
 TINY = {"users": 40, "movies": 30, "ratings": 1_200, "seed": 5}
@@ -50,6 +51,10 @@ def test_flow_runs_on_each_release_layout(prefect_server, tmp_path, layouts, lay
     # the model (the hybrid of the demo profile) beats the global mean on every layout
     assert metrics["test_rmse"] < metrics["baselines"]["global_mean"]["test_rmse"]
     assert (tmp_path / "out" / "scatter.png").stat().st_size > 10_000
+    # the report and the CLI summary say which data it was, and that there were no user features
+    line = data_line(metrics)
+    assert line.startswith(f"data: {layout} layout ({release}), ratings {scale[0]:g}-{scale[1]:g}")
+    assert ("the release has no user table" in line) == (not user_features)
 
 
 def test_half_star_release_with_the_fm_and_no_user_table(prefect_server, tmp_path, layouts):
