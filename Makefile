@@ -21,7 +21,7 @@ export PREFECT_HOME ?= $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install run test demo-data bench bench-cache bench-scale bench-embed bench-quality server deploy worker serve screenshots clean
+.PHONY: help install run test demo-data bench bench-cache bench-scale bench-embed bench-backends bench-quality server deploy worker serve screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}' | sed 's|$$(PORT)|$(PORT)|g'
@@ -75,11 +75,14 @@ bench-scale: $(STAMP) ## Scale benchmark: notebook-style dense path vs project o
 bench-embed: $(STAMP) ## Embedding speed: texts/s per device and precision on realistic titles and overviews
 	$(PY) benchmarks/embed_speed.py $(ARGS)
 
+bench-backends: $(STAMP) ## CPU embedding backends side by side: notebook loop, torch fp32/bf16, OpenVINO fp32/bf16/int8 (texts/s, cosine)
+	$(PY) benchmarks/embed_backends.py $(ARGS)
+
 bench-quality: $(STAMP) ## Model quality on an ML-1M-size generated set: baselines, ridge, hybrid, fm with/without text, myFM ids-only
 	@mkdir -p "$$PREFECT_HOME"
 	$(PY) benchmarks/quality.py $(ARGS)
 
-bench: bench-cache bench-scale bench-embed bench-quality ## All benchmarks (prints the tables)
+bench: bench-cache bench-scale bench-embed bench-backends bench-quality ## All benchmarks (prints the tables)
 
 demo-data: $(STAMP) ## Write the demo data set to data/demo (csv layout)
 	$(VENV)/bin/movie-ratings demo-data data/demo $(ARGS)

@@ -176,6 +176,13 @@ class EmbeddingConfig(Section):
         "lacks is left out with a warning; without overviews, tags stand in for them when the release has tags.",
     )
     normalize: bool = Field(True, title="Normalize", description="L2-normalize embeddings (normalize_embeddings).")
+    backend: Literal["auto", "torch", "openvino", "openvino-int8"] = Field(
+        "auto",
+        title="Backend",
+        description="What runs the model: 'torch' (sentence-transformers); 'openvino' (CPU, ~1.4x faster here, "
+        "the same vectors to cosine 0.9999, so they share the cache); 'openvino-int8' (CPU, int8, ~2x, cosine ≥ 0.99: "
+        "stored apart); 'auto' = openvino on a CPU when it runs the model, else torch.",
+    )
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
         title="Precision",

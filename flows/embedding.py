@@ -67,11 +67,12 @@ def movie_vectors(
     return vectors, stats
 
 
-def embedding_summary(fields: dict[str, dict]) -> dict:
-    """metrics.json's ``embedding`` block: totals over the fields, and each field's own figures."""
+def embedding_summary(fields: dict[str, dict], backend: str = "torch") -> dict:
+    """metrics.json's ``embedding`` block: the backend, totals over the fields, and each field's own figures."""
     embedded = sum(s["texts_embedded"] for s in fields.values())
     seconds = sum(s["seconds"] for s in fields.values())
     return {
+        "backend": backend,
         "texts_total": sum(s["texts_total"] for s in fields.values()),
         "texts_unique": sum(s["texts_unique"] for s in fields.values()),
         "texts_embedded": embedded,

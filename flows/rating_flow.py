@@ -68,7 +68,7 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
             run.logger.warning(warning)
         if not loaded.user_features:
             run.logger.info("the %s data has no user table: the user block is empty", loaded.release)
-        source = model_source(embedding.model, embedding.normalize)
+        source = model_source(embedding.model, embedding.normalize, embedding.backend, embedding.device)
         vectors, embedding_stats = {}, {}
         for field in fields:
             vectors[field], embedding_stats[field] = movie_vectors(
@@ -102,7 +102,7 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
     seconds = {**run.seconds, "flow_body": round(time.perf_counter() - started, 3)}  # before the outputs
     run.logger.info("cached tasks: %s", ", ".join(run.cached) if run.cached else "none")
     document = metrics_document(
-        loaded, rows, features, trained, embedding_summary(embedding_stats), config.model_dump(mode="json"), seconds,
+        loaded, rows, features, trained, embedding_summary(embedding_stats, source.backend), config.model_dump(mode="json"), seconds,
         run.cached,
     )  # fmt: skip
     files = run_output_files(document, trained, plotted)

@@ -29,7 +29,9 @@ from tasks.caching import run_logger
 from tasks.encoder import (
     Encoder,
     ModelSource,
+    backend_identity,
     model_loaded,
+    pick_backend,
     pick_device,
     pick_precision,
     resolve_model,
@@ -226,12 +228,16 @@ def embedding_figures(unique: int, embedded: int, seconds: float) -> dict:
     }
 
 
-def lazy_encoder(source: ModelSource, embedding: BaseModel, logger: Logger = log) -> Encoder:
-    """An encoder that imports torch and loads the model on its first call only (warm runs never do)."""
+def lazy_encoder(source: ModelSource, embedding: BaseModel, logger: Logger = log, cache_dir: str = "") -> Encoder:
+    """An encoder that imports its runtime and loads the model on its first call only (warm runs
+    never do): torch + sentence-transformers, or OpenVINO (its converted model kept in ``cache_dir``)."""
     encoder: list[Encoder] = []
 
     def encode(batch: list[str]) -> np.ndarray:
         if not encoder:
+            if source.backend != "torch":
+                encoder.append(cached_openvino_encoder(source, embedding, cache_dir, logger))
+                return encoder[0](batch)
             device = pick_device(embedding.device)
             precision = pick_precision(embedding.precision, device)
             if not model_loaded(source, device):
@@ -245,13 +251,45 @@ def lazy_encoder(source: ModelSource, embedding: BaseModel, logger: Logger = log
 # ---------------------------------------------------------------- Prefect tasks
 
 
+# OpenVINO encoders, one per (model, backend, precision, batch size) and process.
+_OPENVINO: dict[tuple, Encoder] = {}
+
+
+def cached_openvino_encoder(source: ModelSource, embedding: BaseModel, cache_dir: str, logger: Logger) -> Encoder:
+    from tasks.openvino_backend import models_root, openvino_encoder
+
+    precision = pick_precision(embedding.precision, "cpu")
+    key = (source.identity, source.backend, precision, embedding.batch_size, embedding.normalize,
+           str(models_root(cache_dir or default_models_dir())))  # fmt: skip
+    if key not in _OPENVINO:
+        logger.info("loading %s with %s on cpu, precision %s, batch size %d", source.name, source.backend, precision,
+                    embedding.batch_size)  # fmt: skip
+        _OPENVINO[key] = openvino_encoder(
+            source.path, source.identity, source.backend, cache_dir or default_models_dir(), embedding.batch_size,
+            embedding.normalize, precision, logger,
+        )  # fmt: skip
+    return _OPENVINO[key]
+
+
+def default_models_dir() -> str:
+    from configs.schema import default_cache_dir
+
+    return default_cache_dir()
+
+
 @task(name="model-source", task_run_name="model-source", cache_policy=NO_CACHE)
-def model_source(model: str, normalize: bool) -> ModelSource:
-    """Resolve the configured model (bundled, local folder or hub) to a folder and an identity.
+def model_source(model: str, normalize: bool, backend: str = "torch", device: str = "auto") -> ModelSource:
+    """Resolve the configured model (bundled, local folder or hub) to a folder, the backend that
+    runs it and the identity its vectors are stored under.
 
     Not cached: its result (the weights' hash) is what keeps the embedding cache honest."""
     source = resolve_model(model, normalize)
-    run_logger(log).info("embedding model %r: %s (identity %s)", source.name, source.path, source.identity[:12])
+    chosen = pick_backend(backend, device, source.path)
+    source = ModelSource(source.name, source.path, backend_identity(source.identity, chosen), chosen)
+    run_logger(log).info(
+        "embedding model %r: %s, backend %s%s (identity %s)", source.name, source.path, chosen,
+        " (auto)" if backend == "auto" else "", source.identity[:12],
+    )  # fmt: skip
     return source
 
 
@@ -263,7 +301,8 @@ def embedded_chunk(
     many texts it embedded. ``field``, ``chunk``, ``n_chunks`` only name the task run. On a Dask
     worker with runner.kind=dask; the model is loaded once per worker process."""
     logger = run_logger(log)
-    embed_chunk(texts, lazy_encoder(model, embedding, logger), EmbeddingStore(cache_dir, model.identity), model.identity)
+    encode = lazy_encoder(model, embedding, logger, cache_dir)
+    embed_chunk(texts, encode, EmbeddingStore(cache_dir, model.identity), model.identity)
     return len(texts)
 
 
@@ -282,7 +321,7 @@ def field_vectors(
     # vectors agree to cosine ≥ 0.9999, so they are interchangeable (docs/reliability.md).
     result = assemble(
         texts, model.identity, EmbeddingStore(cache_dir, model.identity), plural(field), logger,
-        lazy_encoder(model, embedding, logger), embedding.chunk_size,
+        lazy_encoder(model, embedding, logger, cache_dir), embedding.chunk_size,
     )  # fmt: skip
     store = Store(cache_dir)
     return EmbeddedField(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,8 @@ class ModelSource:
 
     name: str  # as configured
     path: str  # local folder passed to SentenceTransformer
-    identity: str  # sha256 of name, weights hash, normalize flag, library major version
+    identity: str  # sha256 of name, weights hash, normalize flag, library major version (+ backend if not equivalent)
+    backend: str = "torch"  # torch, openvino or openvino-int8 (tasks/openvino_backend.py)
 
 
 def bundled_model_path() -> str | None:
@@ -98,10 +101,17 @@ def resolve_model(name: str, normalize: bool = True) -> ModelSource:
     return ModelSource(name=name, path=path, identity=identity)
 
 
+def nvidia_driver() -> bool:
+    """An NVIDIA driver is loaded (checked without importing torch)."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
 def pick_device(device: str) -> str:
     """'auto' → 'cuda' when a CUDA GPU is visible, else 'mps' on Apple silicon, else 'cpu'."""
     if device != "auto":
         return device
+    if sys.platform == "linux" and not nvidia_driver():
+        return "cpu"  # no GPU possible: spare the torch import
     import torch
 
     if torch.cuda.is_available():
@@ -118,6 +128,38 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
+# Backends whose vectors equal torch float32's to cosine ≥ 0.9999 share its identity (and stored
+# vectors); the others are stored under their own (tests/test_backends.py checks both).
+EQUIVALENT_BACKENDS = ("torch", "openvino")
+
+
+def pick_backend(backend: str, device: str, model_path: str) -> str:
+    """'auto' → OpenVINO on the CPU when it is installed and runs this model (≈1.4x torch bf16 here,
+    the same vectors), else torch (GPUs, other models). An explicit OpenVINO choice that cannot run
+    is an InputError."""
+    from tasks import openvino_backend
+
+    if backend in openvino_backend.KINDS:
+        openvino_backend.check_backend(backend, model_path)
+        return backend
+    if backend == "torch" or pick_device(device) != "cpu" or not openvino_backend.available():
+        return "torch"
+    try:
+        openvino_backend.pooling_mode(model_path)
+        openvino_backend.Tokenize(model_path)
+    except openvino_backend.Unsupported:
+        return "torch"
+    return "openvino"
+
+
+def backend_identity(identity: str, backend: str) -> str:
+    """The identity vectors of ``backend`` are stored under."""
+    if backend in EQUIVALENT_BACKENDS:
+        return identity
+    return hashlib.sha256(f"{identity}|{backend}".encode()).hexdigest()
 
 
 def pick_precision(precision: str, device: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,9 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One folder of converted (OpenVINO) models for the whole session, instead of one conversion per
+# test cache dir (tests/test_backends.py checks the default, <cache.dir>/models, itself).
+os.environ.setdefault("MOVIE_RATINGS_MODELS_DIR", os.path.join(tempfile.gettempdir(), f"movie-ratings-test-models-{os.getuid()}"))
 
 SMALL = {"users": 80, "movies": 50, "ratings": 2500, "seed": 3}
 

@@ -1,0 +1,263 @@
+"""The OpenVINO backend: the same sentence-transformers model, run by OpenVINO's CPU runtime.
+
+Measured on this 2-core CPU (AVX512-BF16), realistic overviews, against the torch path in bfloat16
+(docs/performance.md, ``benchmarks/embed_backends.py``): OpenVINO in bf16 ~1.4x faster with vectors
+equal to torch float32's (cosine ≥ 0.9999, so they share the per-text store's vectors); OpenVINO with
+static int8 weights and activations (nncf, calibrated on a fixed set of generated texts) ~2x, cosine
+≥ 0.99 — different vectors, so they are stored under their own identity.
+
+How: the model's transformer is converted once (torch → OpenVINO IR, ``model.xml`` + ``model.bin``)
+into ``<cache.dir>/models/openvino/<key>/`` with a manifest of the files' sha256; later runs read the
+IR without importing torch at all. An IR is an XML graph plus raw weights: reading one never runs
+code. Tokenizing uses the model's ``tokenizer.json`` through ``tokenizers``; pooling (mean or CLS, as
+the model's ``1_Pooling/config.json`` says) and normalizing are done here in NumPy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from tasks.atomic import staged_folder
+from tasks.errors import InputError
+from tasks.hashing import sha256_file
+
+EXPORT_VERSION = "1"  # bump when the export below changes: old IRs are then not reused
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+CALIBRATION_SEED = 20261127
+KINDS = ("openvino", "openvino-int8")
+
+Encoder = Callable[[list[str]], np.ndarray]
+
+
+class Unsupported(Exception):
+    """The model's pipeline is not one this backend reproduces (the caller falls back to torch)."""
+
+
+def available() -> bool:
+    try:
+        version("openvino")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def pooling_mode(model_path: str | os.PathLike) -> str:
+    """'mean' or 'cls' from a sentence-transformers folder (Transformer → Pooling [→ Normalize]);
+    Unsupported for anything else (dense layers, max pooling, custom modules)."""
+    folder = Path(model_path)
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise Unsupported(f"no readable modules.json ({exc.__class__.__name__})") from None
+    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+    if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
+        raise Unsupported(f"modules {kinds}: only Transformer, Pooling[, Normalize] is converted")
+    pooling = json.loads((folder / modules[1]["path"] / "config.json").read_text())
+    modes = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
+    if modes == ["pooling_mode_mean_tokens"]:
+        return "mean"
+    if modes == ["pooling_mode_cls_token"]:
+        return "cls"
+    raise Unsupported(f"pooling {modes}: only mean or CLS pooling is converted")
+
+
+def max_seq_length(model_path: str | os.PathLike) -> int:
+    try:
+        return int(json.loads((Path(model_path) / "sentence_bert_config.json").read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError):
+        return 512
+
+
+class Tokenize:
+    """The model's tokenizer.json through ``tokenizers`` alone: truncation at the model's
+    max_seq_length, padding to the longest text of each batch (what SentenceTransformer does)."""
+
+    def __init__(self, model_path: str | os.PathLike):
+        from tokenizers import Tokenizer
+
+        path = Path(model_path) / "tokenizer.json"
+        if not path.is_file():
+            raise Unsupported("no tokenizer.json")
+        self.tokenizer = Tokenizer.from_file(str(path))
+        pad = self._pad_token(Path(model_path))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=max_seq_length(model_path))
+        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad) or 0, pad_token=pad)
+
+    @staticmethod
+    def _pad_token(folder: Path) -> str:
+        try:
+            token = json.loads((folder / "tokenizer_config.json").read_text()).get("pad_token", "[PAD]")
+        except (OSError, ValueError):
+            token = "[PAD]"
+        return token.get("content", "[PAD]") if isinstance(token, dict) else str(token)
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        encoded = self.tokenizer.encode_batch(texts)
+        return {
+            "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64),
+        }
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
+    """Token states (n, t, d) → sentence vectors (n, d) float32, as sentence-transformers pools them."""
+    if mode == "cls":
+        vectors = hidden[:, 0, :].astype(np.float32)
+    else:
+        weights = mask[..., None].astype(np.float32)
+        vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    if normalize:
+        vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    return vectors.astype(np.float32)
+
+
+def calibration_texts() -> list[str]:
+    """A fixed set of realistic generated overviews and titles for int8 calibration (the same on every
+    machine, so the int8 model, and its identity, do not depend on the user's data)."""
+    from tasks.demo_data import generate
+
+    movies = generate(users=5, movies=160, ratings=10, seed=CALIBRATION_SEED)["movies"]
+    return [t for t in movies["overview"].dropna().tolist()] + movies["title"].tolist()
+
+
+def export_key(identity: str, kind: str) -> str:
+    versions = {p: _version(p) for p in ("openvino", "nncf", "torch", "transformers")}
+    return hashlib.sha256(json.dumps([identity, kind, EXPORT_VERSION, versions]).encode()).hexdigest()[:24]
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "-"
+
+
+def _convert(model_path: str, out_xml: Path, kind: str) -> None:
+    """torch → OpenVINO IR of the transformer (token states out); int8: nncf's static quantization
+    with the transformer preset (SmoothQuant), calibrated on ``calibration_texts``."""
+    import openvino as ov
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(model_path, device="cpu", model_kwargs={"attn_implementation": "eager"})
+    transformer = st[0].auto_model.eval()
+
+    class TokenStates(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
+
+    tokenize = Tokenize(model_path)
+    example = {k: torch.from_numpy(v) for k, v in tokenize(["a short text", "a somewhat longer text"]).items()}
+    with torch.no_grad():
+        model = ov.convert_model(TokenStates(transformer), example_input=example)
+    if kind == "openvino-int8":
+        import nncf
+
+        texts = calibration_texts()
+        batches = [tokenize(texts[i : i + 8]) for i in range(0, len(texts), 8)]
+        model = nncf.quantize(
+            model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches)
+        )
+    ov.save_model(model, str(out_xml), compress_to_fp16=False)
+
+
+def _manifest(folder: Path) -> dict[str, str]:
+    return {name: sha256_file(folder / name) for name in ("model.xml", "model.bin")}
+
+
+MODELS_DIR_ENV = "MOVIE_RATINGS_MODELS_DIR"
+
+
+def models_root(cache_dir: str | os.PathLike) -> Path:
+    """Where converted models live: ``$MOVIE_RATINGS_MODELS_DIR`` when set (one folder shared by
+    several cache dirs, e.g. the test session's), else ``<cache.dir>/models``."""
+    override = os.environ.get(MODELS_DIR_ENV)
+    return Path(override).expanduser() if override else Path(cache_dir).expanduser() / "models"
+
+
+def exported_ir(model_path: str, identity: str, kind: str, cache_dir: str | os.PathLike, logger=None) -> Path:
+    """The IR folder for (model, kind) under the models folder (``models_root``), converted on first
+    use; a folder whose files do not match its manifest (damaged or planted) is converted again."""
+    root = models_root(cache_dir) / "openvino"
+    folder = root / export_key(identity, kind)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest.get("files") == _manifest(folder):
+            return folder
+    except (OSError, ValueError):
+        pass
+    if logger:
+        logger.info("converting the model to OpenVINO (%s) once, into %s", kind, folder)
+    root.mkdir(parents=True, exist_ok=True)
+    with staged_folder(root, folder.name) as staging:
+        _convert(model_path, staging / "model.xml", kind)
+        manifest = {"kind": kind, "identity": identity, "files": _manifest(staging)}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rename(staging, folder)
+        except OSError:  # another process published it first: same content
+            pass
+    return folder
+
+
+def openvino_encoder(
+    model_path: str, identity: str, kind: str, cache_dir: str | os.PathLike, batch_size: int, normalize: bool,
+    precision: str, logger=None,
+) -> Encoder:  # fmt: skip
+    """texts → float32 (n, d) vectors through OpenVINO on the CPU. ``precision`` 'bfloat16' runs in
+    bf16 (OpenVINO's default on a CPU with bf16), 'float32' in f32."""
+    import openvino as ov
+
+    mode = pooling_mode(model_path)
+    tokenize = Tokenize(model_path)
+    folder = exported_ir(model_path, identity, kind, cache_dir, logger)
+    hint = "bf16" if precision in ("bfloat16", "float16") else "f32"
+    core = ov.Core()
+    compiled = core.compile_model(
+        core.read_model(str(folder / "model.xml")), "CPU",
+        {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1},
+    )  # fmt: skip
+    request = compiled.create_infer_request()
+    names = {i.get_any_name() for i in compiled.inputs}
+
+    def encode(texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, compiled.outputs[0].get_partial_shape()[-1].get_length()), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
+        out: list[np.ndarray | None] = [None] * len(texts)
+        for start in range(0, len(texts), batch_size):
+            picked = order[start : start + batch_size]
+            features = tokenize([texts[i] for i in picked])
+            hidden = request.infer({k: v for k, v in features.items() if k in names})[0]
+            for i, vector in zip(picked, pool(hidden, features["attention_mask"], mode, normalize)):
+                out[i] = vector
+        return np.stack(out).astype(np.float32)
+
+    return encode
+
+
+def check_backend(kind: str, model_path: str) -> None:
+    """An explicitly chosen OpenVINO backend that cannot run this model: one line saying why."""
+    if not available():
+        raise InputError(f"embedding.backend={kind}: the openvino package is not installed (pip install openvino nncf)")
+    try:
+        pooling_mode(model_path)
+        Tokenize(model_path)
+    except Unsupported as exc:
+        raise InputError(f"embedding.backend={kind}: cannot run this model with OpenVINO ({exc}); use torch") from None
