@@ -159,7 +159,9 @@ def backend_identity(identity: str, backend: str) -> str:
     """The identity vectors of ``backend`` are stored under."""
     if backend in EQUIVALENT_BACKENDS:
         return identity
-    return hashlib.sha256(f"{identity}|{backend}".encode()).hexdigest()
+    from tasks.openvino_backend import calibration_hash
+
+    return hashlib.sha256(f"{identity}|{backend}|{calibration_hash()}".encode()).hexdigest()
 
 
 def pick_precision(precision: str, device: str) -> str:

@@ -15,6 +15,7 @@ the model's ``1_Pooling/config.json`` says) and normalizing are done here in Num
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -119,6 +120,13 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np
     if normalize:
         vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
     return vectors.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def calibration_hash() -> str:
+    """sha256 of the calibration texts: part of the int8 identity, so a change of the generator
+    (hence of the int8 model) never mixes old and new int8 vectors in the store."""
+    return hashlib.sha256("\x1f".join(calibration_texts()).encode()).hexdigest()
 
 
 def calibration_texts() -> list[str]:

@@ -61,6 +61,15 @@ def test_openvino_int8_is_close_but_stored_apart(source, texts, reference, tmp_p
     assert int8 != source.identity
 
 
+def test_int8_identity_follows_its_calibration_texts(source, monkeypatch):
+    """Other calibration texts (a changed generator) make another int8 model: other stored vectors."""
+    import tasks.openvino_backend as backend
+
+    before = backend_identity(source.identity, "openvino-int8")
+    monkeypatch.setattr(backend, "calibration_hash", lambda: "another generator")
+    assert backend_identity(source.identity, "openvino-int8") != before
+
+
 def test_converted_model_is_kept_in_cache_dir_and_a_planted_one_is_redone(source, tmp_path, monkeypatch, caplog):
     monkeypatch.delenv(MODELS_DIR_ENV, raising=False)
     cache = tmp_path / "cache"
