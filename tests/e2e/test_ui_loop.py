@@ -367,11 +367,36 @@ def field_input(label):
 
 
 def set_field(element, value: str) -> None:
+    """Type ``value`` and wait until the box holds it (the form re-renders as it validates; on a busy
+    machine a keystroke can land before it is ready)."""
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    element.send_keys(Keys.CONTROL, "a")
-    element.send_keys(Keys.DELETE)
-    element.send_keys(value)
+    for _ in range(3):
+        element.send_keys(Keys.CONTROL, "a")
+        element.send_keys(Keys.DELETE)
+        element.send_keys(value)
+        try:
+            WebDriverWait(element.parent, 5).until(lambda _: element.get_attribute("value") == value)
+            return
+        except Exception:  # noqa: BLE001 - retyped below; the final check names the field
+            continue
+    assert element.get_attribute("value") == value, f"the form box holds {element.get_attribute('value')!r}, not {value!r}"
+
+
+def submit_form(driver, timeout: float = 120) -> None:
+    """Click Submit and wait for the UI to leave the form; if it stays, say what the page shows."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.XPATH, "//button[normalize-space()='Submit']").click()
+    try:
+        WebDriverWait(driver, timeout).until(lambda d: not d.current_url.rstrip("/").endswith("/run"))
+    except TimeoutException:
+        text = driver.find_element(By.TAG_NAME, "body").text
+        errors = [line for line in text.splitlines() if any(w in line.lower() for w in ("error", "invalid", "must", "should"))]
+        raise AssertionError(f"the run form was not submitted within {timeout:g} s; the page says: {errors[:5]}") from None
 
 
 def test_custom_run_from_the_form_in_a_real_browser(deployed, tmp_path):
@@ -396,8 +421,7 @@ def test_custom_run_from_the_form_in_a_real_browser(deployed, tmp_path):
         set_field(form_input(driver, "Data", "Ratings"), "3000")
         out_label = driver.find_element(By.XPATH, "//span[normalize-space()='Output folder (advanced) (Optional)']/ancestor::label[1]")
         set_field(field_input(out_label), str(out))
-        driver.find_element(By.XPATH, "//button[normalize-space()='Submit']").click()
-        wait.until(lambda d: not d.current_url.rstrip("/").endswith("/run"))  # the UI goes back to the deployment
+        submit_form(driver)  # the UI goes back to the deployment
         run_id = client_call(deployed, f"""
 runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=["{dep}"])))
 ours = sorted((r for r in runs if not r.auto_scheduled and r.parameters.get("out") == "{out}"), key=lambda r: r.created)
