@@ -148,7 +148,6 @@ def notebook_path(data_dir: str, cache_dir: str, movies_limit: int | None) -> di
 def embedding_speed(data_dir: str) -> dict:
     """texts/s of the notebook's embedding loop and of the project's, on the same texts and model."""
     import numpy as np
-    import pandas as pd
     from sentence_transformers import SentenceTransformer
 
     from tasks.encoder import pick_precision, resolve_model, sentence_encoder

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from tasks.errors import InputError
 from tasks.hashing import sha256_file
-from tasks.tables import CAMEL, Table, check_columns, csv_header, read_csv, read_separated, require
+from tasks.tables import Table, check_columns, csv_header, read_csv, read_separated, require
 
 RATINGS_FILES = ("ratings.csv", "ratings.csv.gz", "ratings.parquet")
 # MovieLens-100K's u.item: five fields, then one 0/1 flag per genre in this order (its u.genre).

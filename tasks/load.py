@@ -30,6 +30,7 @@ from tasks.store import Store
 from tasks.tables import (
     CAMEL,
     Table,
+    camel_table,
     check_columns,
     check_not_empty,
     check_unique,
@@ -88,8 +89,7 @@ def read_ratings_table(path: Path) -> Table:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise InputError(f"{path.name}: cannot read as Parquet ({exc})") from None
-        spelled = {ours: theirs for theirs, ours in CAMEL.items() if theirs in frame.columns}
-        return Table(frame.rename(columns=CAMEL), path.name, 1, unit="row", spelled=spelled)
+        return camel_table(frame, path.name, 1, unit="row")
     if kind in ("dat", "tab"):
         return read_separated(path, list(DAT_RATING_COLUMNS), b"::" if kind == "dat" else b"\t")
     return read_csv(path, camel=True)

@@ -114,11 +114,13 @@ def read_csv(path: Path, camel: bool = False) -> Table:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise InputError(f"{path.name}: cannot parse as CSV ({str(exc).strip().splitlines()[0]})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    spelled = {}
-    if camel:
-        spelled = {ours: theirs for theirs, ours in CAMEL.items() if theirs in frame.columns}
-        frame = frame.rename(columns=CAMEL)
-    return Table(frame, path.name, 2, spelled=spelled)
+    return camel_table(frame, path.name, 2) if camel else Table(frame, path.name, 2)
+
+
+def camel_table(frame: pd.DataFrame, file: str, first_line: int, unit: str = "line") -> Table:
+    """A table whose GroupLens camelCase ids are renamed to ours, remembering the file's spelling."""
+    spelled = {ours: theirs for theirs, ours in CAMEL.items() if theirs in frame.columns}
+    return Table(frame.rename(columns=CAMEL), file, first_line, unit, spelled)
 
 
 def decode_legacy(raw: bytes) -> str:
