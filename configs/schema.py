@@ -308,8 +308,9 @@ class CacheConfig(Section):
     dir: OptionalText = Field(
         "",
         title="Cache directory",
-        description="Parquet/.npy/JSON store shared by runs (never pickle). Empty: ~/.cache/movie-ratings "
-        "of the user running the flow ($XDG_CACHE_HOME/movie-ratings when set).",
+        description="Parquet/.npy/JSON store shared by runs (never pickle): a folder, or an fsspec URL such as "
+        "s3://bucket/prefix (credentials from the environment, e.g. AWS_ACCESS_KEY_ID). Empty: "
+        "~/.cache/movie-ratings of the user running the flow ($XDG_CACHE_HOME/movie-ratings when set).",
     )
     refresh: bool = Field(
         False,
@@ -318,10 +319,12 @@ class CacheConfig(Section):
     )
 
     @property
-    def path(self) -> Path:
-        """The folder, resolved where the flow runs (so the run form's default is not the server
-        user's home)."""
-        return Path(self.dir or default_cache_dir()).expanduser()
+    def location(self) -> str:
+        """The folder (resolved where the flow runs, so the run form's default is not the server
+        user's home) or the object-store URL (``s3://bucket/prefix``, see tasks/locations.py)."""
+        from tasks.locations import normalized
+
+        return normalized(self.dir or default_cache_dir())
 
 
 class RunnerConfig(Section):

@@ -52,7 +52,7 @@ from tasks.train import fitted_model, pick_solver, reported
 def run_pipeline(config: RunConfig, out: str | None) -> dict:
     """The recipe, in the current flow run (whatever its task runner); returns metrics.json's document."""
     data, embedding, model = config.data, config.embedding, config.model
-    cache_dir = str(config.cache.path)
+    cache_dir = config.cache.location
     out_dir = Path(out or Path("outputs") / (flow_run.get_name() or "run"))
     preflight(config, out_dir)  # again here: runs from the UI or a deployment skip the CLI's check
     started = time.perf_counter()

@@ -25,6 +25,7 @@ from tasks.caching import CODE_VERSION, run_logger
 from tasks.demo_layouts import DEMO_LAYOUTS, FileOptions, Synthetic, chosen_layout
 from tasks.demo_text import GENRE_NAMES, GENRES, TEXT_LENGTHS
 from tasks.hashing import dir_digest, sha256_text
+from tasks.locations import is_remote, local_path, private_temp_dir
 from tasks.movielens import OCCUPATIONS
 from tasks.results import DemoFolder
 from tasks.stage import stage
@@ -210,9 +211,11 @@ def demo_folder(
     users: int, movies: int, ratings: int, seed: int, cache_dir: str, text_length: str = "realistic"
 ) -> DemoFolder:
     """Generate the demo data set once per (size, seed, code) into the cache; returns a reference to
-    its folder (kind 'dir', so a cached result whose folder was removed is detected and regenerated)."""
+    its folder (kind 'dir', so a cached result whose folder was removed is detected and regenerated).
+    The loader reads a local folder: with the cache on an object store the demo data goes to the
+    temporary folder instead (same path on each run of this machine, so the load stays cached)."""
     key = sha256_text(str(users), str(movies), str(ratings), str(seed), text_length, CODE_VERSION)[:16]
-    out = Path(cache_dir).expanduser() / "demo-data" / key
+    out = (private_temp_dir("demo-data") if is_remote(cache_dir) else local_path(cache_dir) / "demo-data") / key
     if not out.exists():
         run_logger(log).info(
             "generating demo data: %d users, %d movies, %d ratings, seed %d, %s texts",

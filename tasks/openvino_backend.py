@@ -7,7 +7,8 @@ static int8 weights and activations (nncf, calibrated on a fixed set of generate
 ≥ 0.99 — different vectors, so they are stored under their own identity.
 
 How: the model's transformer is converted once (torch → OpenVINO IR, ``model.xml`` + ``model.bin``)
-into ``<cache.dir>/models/openvino/<key>/`` with a manifest of the files' sha256; later runs read the
+into ``<cache.dir>/models/openvino/<key>/`` with a manifest of the files' sha256 (on an object store:
+store objects and a manifest, copied into a private local folder to open); later runs read the
 IR without importing torch at all. An IR is an XML graph plus raw weights: reading one never runs
 code. Tokenizing uses the model's ``tokenizer.json`` through ``tokenizers``; pooling (mean or CLS, as
 the model's ``1_Pooling/config.json`` says) and normalizing are done here in NumPy.
@@ -20,12 +21,14 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
+from tasks import locations
 from tasks.atomic import staged_folder
 from tasks.errors import InputError
 from tasks.hashing import sha256_file
@@ -183,24 +186,31 @@ def _convert(model_path: str, out_xml: Path, kind: str) -> None:
     ov.save_model(model, str(out_xml), compress_to_fp16=False)
 
 
+MODEL_FILES = ("model.xml", "model.bin")
+
+
 def _manifest(folder: Path) -> dict[str, str]:
-    return {name: sha256_file(folder / name) for name in ("model.xml", "model.bin")}
+    return {name: sha256_file(folder / name) for name in MODEL_FILES}
 
 
 MODELS_DIR_ENV = "MOVIE_RATINGS_MODELS_DIR"
 
 
-def models_root(cache_dir: str | os.PathLike) -> Path:
+def models_root(cache_dir: str | os.PathLike) -> str:
     """Where converted models live: ``$MOVIE_RATINGS_MODELS_DIR`` when set (one folder shared by
-    several cache dirs, e.g. the test session's), else ``<cache.dir>/models``."""
+    several cache dirs, e.g. the test session's), else ``<cache.dir>/models`` (a folder, or a prefix
+    of the object store the cache is on)."""
     override = os.environ.get(MODELS_DIR_ENV)
-    return Path(override).expanduser() if override else Path(cache_dir).expanduser() / "models"
+    return str(Path(override).expanduser()) if override else locations.join(locations.normalized(cache_dir), "models")
 
 
 def exported_ir(model_path: str, identity: str, kind: str, cache_dir: str | os.PathLike, logger=None) -> Path:
-    """The IR folder for (model, kind) under the models folder (``models_root``), converted on first
-    use; a folder whose files do not match its manifest (damaged or planted) is converted again."""
-    root = models_root(cache_dir) / "openvino"
+    """The local IR folder for (model, kind), converted on first use and kept under ``models_root``;
+    a copy whose files do not match its manifest (damaged or planted) is converted again."""
+    root = models_root(cache_dir)
+    if locations.is_remote(root):
+        return _exported_to_store(model_path, identity, kind, root, logger)
+    root = Path(root) / "openvino"
     folder = root / export_key(identity, kind)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -220,6 +230,59 @@ def exported_ir(model_path: str, identity: str, kind: str, cache_dir: str | os.P
         try:
             os.rename(staging, folder)
         except OSError:  # another process published it first: same content
+            pass
+    return folder
+
+
+def _exported_to_store(model_path: str, identity: str, kind: str, root: str, logger=None) -> Path:
+    """The converted model on an object store: its files are store objects (named by their sha256)
+    and ``<root>/openvino/<key>.json`` lists them, published last, so a reader sees a whole model or
+    none, whichever worker converted it. OpenVINO opens files, so each process verifies the objects
+    into a private local folder first (``_local_copy``)."""
+    from tasks.store import Store, as_ref
+
+    manifest_at = locations.join(root, "openvino", f"{export_key(identity, kind)}.json")
+    try:
+        manifest = json.loads(locations.read_bytes(manifest_at))
+        return _local_copy({name: as_ref(ref) for name, ref in manifest["files"].items()})
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # damaged manifest or object
+        if logger:
+            logger.warning("converted model %s is damaged (%s); converting it again", manifest_at, exc)
+    if logger:
+        logger.info("converting the model to OpenVINO (%s) once, into %s", kind, manifest_at)
+    store = Store(root)
+    with tempfile.TemporaryDirectory(prefix="movie-ratings-openvino-") as tmp:
+        _convert(model_path, Path(tmp) / "model.xml", kind)
+        refs = {name: store.put_bytes((Path(tmp) / name).read_bytes(), name.rsplit(".", 1)[1]) for name in MODEL_FILES}
+    manifest = {"kind": kind, "identity": identity, "files": {name: ref.model_dump() for name, ref in refs.items()}}
+    locations.publish(manifest_at, json.dumps(manifest, indent=1).encode())
+    return _local_copy(refs)
+
+
+def _local_copy(refs: dict) -> Path:
+    """The model files, checked against their sha256, in this user's private temporary folder (one
+    folder per content, reused while its files still match)."""
+    from tasks.store import get_bytes
+
+    if set(refs) != set(MODEL_FILES):
+        raise ValueError(f"manifest lists {sorted(refs)}, not {list(MODEL_FILES)}")
+    content = hashlib.sha256("".join(refs[name].sha256 for name in MODEL_FILES).encode()).hexdigest()[:32]
+    parent = locations.private_temp_dir("openvino")
+    folder = parent / content
+    try:
+        if _manifest(folder) == {name: refs[name].sha256 for name in MODEL_FILES}:
+            return folder
+    except OSError:  # not there yet, or a file of it removed
+        pass
+    with staged_folder(parent, content) as staging:
+        for name in MODEL_FILES:
+            (staging / name).write_bytes(get_bytes(refs[name]))  # OSError when the object is damaged
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rename(staging, folder)
+        except OSError:  # another process of this user put the same files there first
             pass
     return folder
 

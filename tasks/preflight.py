@@ -11,20 +11,24 @@ from __future__ import annotations
 import os
 import socket
 import time
-from pathlib import Path
 from urllib.parse import urlparse
 
 from tasks.atomic import probe_write
 from tasks.errors import InputError
+from tasks.locations import check_remote_store, is_remote, local_path
 from tasks.load import check_data_dir
 from tasks.outputs import check_out_dir
 
 DASK_CONNECT_SECONDS = 5.0
 
 
-def check_cache_dir(cache_dir: str | os.PathLike) -> Path:
-    """The cache folder exists (or is created) and is writable."""
-    path = Path(cache_dir).expanduser()
+def check_cache_dir(cache_dir: str | os.PathLike) -> str:
+    """The cache folder exists (or is created) and is writable; an object-store URL accepts a probe
+    object and gives it back (credentials, bucket and endpoint checked in one round trip)."""
+    if is_remote(cache_dir):
+        check_remote_store(str(cache_dir))
+        return str(cache_dir)
+    path = local_path(cache_dir)
     if path.exists() and not path.is_dir():
         raise InputError(f"cache.dir {cache_dir}: is a file, not a folder")
     try:
@@ -32,7 +36,7 @@ def check_cache_dir(cache_dir: str | os.PathLike) -> Path:
         probe_write(path)
     except OSError as exc:
         raise InputError(f"cache.dir {cache_dir}: cannot create or write it ({exc.strerror or exc})") from None
-    return path
+    return str(path)
 
 
 def check_device(device: str) -> None:
@@ -96,7 +100,7 @@ def preflight(config, out: str | os.PathLike | None) -> None:
     """Every check above for one run configuration (``configs.schema.RunConfig``)."""
     if out is not None:
         check_out_dir(out)
-    check_cache_dir(str(config.cache.path))
+    check_cache_dir(config.cache.location)
     if config.data.dir:
         check_data_dir(config.data.dir)
     check_device(config.embedding.device)

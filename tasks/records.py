@@ -13,6 +13,8 @@ lookup, and even Prefect's ``json`` serializer imports and calls the classes a r
   a record this project writes: another serializer, a payload that is not plain JSON, extra fields.
   Prefect counts a refused read as "no cached result" (``ResultStore.exists`` returns False), so a
   planted or damaged record is a cache miss; the task runs and overwrites it. Writes are atomic.
+  ``RemoteRecordStorage`` does the same on an object store (``cache.dir=s3://…``), through
+  ``tasks/locations.py``; its block holds only the base URL, never credentials.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect._internal.compatibility.async_dispatch import async_dispatch
-from prefect.filesystems import LocalFileSystem
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.serializers import Serializer
 from pydantic_core import to_jsonable_python
 
+from tasks import locations
 from tasks.atomic import atomic_write_bytes
 
 SERIALIZER_TYPE = "movie-ratings-json"
@@ -98,11 +101,37 @@ class RecordStorage(LocalFileSystem):
         return str(target)
 
 
+class RemoteRecordStorage(RemoteFileSystem):
+    """``RecordStorage`` on an fsspec URL: reads checked the same way, writes published through a
+    verified temporary key (``locations.publish``). ``settings`` stay empty: credentials come from
+    the filesystem's own environment on each machine."""
+
+    _block_type_name = "Movie Ratings Remote Record Storage"
+    _block_type_slug = "movie-ratings-remote-record-storage"
+
+    async def aread_path(self, path: str) -> bytes:
+        return self.read_path(path, _sync=True)
+
+    @async_dispatch(aread_path)
+    def read_path(self, path: str) -> bytes:
+        return checked_record(locations.read_bytes(self._resolve_path(path)))
+
+    async def awrite_path(self, path: str, content: bytes) -> str:
+        return self.write_path(path, content, _sync=True)
+
+    @async_dispatch(awrite_path)
+    def write_path(self, path: str, content: bytes) -> str:
+        target = self._resolve_path(path)
+        locations.publish(target, content)
+        return target
+
+
 @lru_cache(maxsize=32)
-def record_storage(folder: str) -> RecordStorage:
-    """The saved ``RecordStorage`` block for ``folder`` (one block document per folder, named by the
-    folder's hash; saving again with the same content is a no-op on the server)."""
-    storage = RecordStorage(basepath=folder)
+def record_storage(folder: str) -> RecordStorage | RemoteRecordStorage:
+    """The saved record storage block for ``folder`` (a path or an fsspec URL; one block document
+    per folder, named by the folder's hash; saving again with the same content is a no-op on the
+    server)."""
+    storage = RemoteRecordStorage(basepath=folder) if locations.is_remote(folder) else RecordStorage(basepath=folder)
     name = "records-" + hashlib.sha256(folder.encode()).hexdigest()[:16]
     storage.save(name, overwrite=True, _sync=True)
     return storage

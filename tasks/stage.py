@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from prefect import task
 from pydantic import TypeAdapter, ValidationError
 
+from tasks import locations
 from tasks.caching import INPUT_HASHES
 from tasks.records import PlainJSONSerializer, record_storage
 from tasks.store import broken_refs
@@ -69,7 +69,7 @@ class StageRun:
             # Result records (metadata + JSON value in one file) keyed by cache key. No separate
             # key_storage: then Prefect's exists() reads only the metadata, and a damaged value file
             # would crash the read instead of counting as a cache miss.
-            "result_storage": record_storage(str(Path(self.cache_dir).expanduser() / "prefect-results")),
+            "result_storage": record_storage(locations.join(locations.normalized(self.cache_dir), "prefect-results")),
             "refresh_cache": self.refresh if refresh is None else refresh,
         }
 

@@ -2,8 +2,10 @@
 
 Tasks pass small references (``StoredRef``: path + sha256) instead of big frames, so Prefect only
 persists small JSON and a task's cache key is a hash of the references it receives. Files are named
-by the sha256 of their bytes and written atomically (temp file + rename), so a crash never leaves a
-half-written file under a real name. Nothing here unpickles: ``np.load(allow_pickle=False)``.
+by the sha256 of their bytes and published atomically (``tasks/locations.py``: temp file + rename on a
+disk, verified temporary key + copy on an object store), so a crash never leaves a half-written file
+under a real name. The root is a local folder or an fsspec URL (``s3://bucket/prefix``): a ref's
+``path`` is then a URL. Nothing here unpickles: ``np.load(allow_pickle=False)``.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import hashlib
 import io
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from tasks.atomic import atomic_write_bytes
+from tasks import locations
 from tasks.hashing import dir_digest, sha256_file
 
 class StoredRef(BaseModel):
@@ -36,14 +37,14 @@ class Store:
     """Content-addressed files under ``<root>/objects/<aa>/<sha256>.<ext>``."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root).expanduser()
+        self.root = locations.normalized(root)
 
     def _put(self, data: bytes, ext: str, kind: str, **meta: Any) -> StoredRef:
         sha = hashlib.sha256(data).hexdigest()
-        path = self.root / "objects" / sha[:2] / f"{sha}.{ext}"
+        path = locations.join(self.root, "objects", sha[:2], f"{sha}.{ext}")
         # Always (re)write: an existing file of that name may be the corrupted copy being repaired.
-        atomic_write_bytes(path, data)
-        return StoredRef(path=str(path), sha256=sha, kind=kind, **meta)
+        locations.publish(path, data)
+        return StoredRef(path=path, sha256=sha, kind=kind, **meta)
 
     def put_table(self, frame: pd.DataFrame) -> StoredRef:
         buf = io.BytesIO()
@@ -74,7 +75,7 @@ def as_ref(ref: Ref) -> StoredRef:
 def get_bytes(ref: Ref, verify: bool = True) -> bytes:
     """The bytes of a stored object, checked against its sha256 (a corrupted file raises OSError)."""
     ref = as_ref(ref)
-    data = Path(ref.path).read_bytes()
+    data = locations.read_bytes(ref.path)
     if verify and hashlib.sha256(data).hexdigest() != ref.sha256:
         raise OSError(f"{ref.path}: content does not match its sha256 (corrupted cache file)")
     return data
@@ -90,17 +91,27 @@ def broken_refs(result: Any) -> list[str]:
     if isinstance(result, StoredRef):
         result = result.model_dump()
     if _is_ref(result):
-        path = Path(result["path"])
-        is_dir = result["kind"] == "dir"
-        if not (path.is_dir() if is_dir else path.is_file()):
-            return [f"{path} is missing"]
-        if (dir_digest(path) if is_dir else sha256_file(path)) != result["sha256"]:
-            return [f"{path} does not match its sha256"]
-        return []
+        return _broken(result["path"], result["kind"], result["sha256"])
     if isinstance(result, dict):
         return [p for v in result.values() for p in broken_refs(v)]
     if isinstance(result, list):
         return [p for v in result for p in broken_refs(v)]
+    return []
+
+
+def _broken(path: str, kind: str, sha256: str) -> list[str]:
+    if locations.is_remote(path):  # objects (folders are local: the demo data)
+        try:
+            data = locations.read_bytes(path)
+        except FileNotFoundError:
+            return [f"{path} is missing"]
+        return [] if hashlib.sha256(data).hexdigest() == sha256 else [f"{path} does not match its sha256"]
+    local = locations.local_path(path)
+    is_dir = kind == "dir"
+    if not (local.is_dir() if is_dir else local.is_file()):
+        return [f"{path} is missing"]
+    if (dir_digest(local) if is_dir else sha256_file(local)) != sha256:
+        return [f"{path} does not match its sha256"]
     return []
 
 

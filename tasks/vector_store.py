@@ -1,6 +1,7 @@
 """The per-text vector store: one vector per (model identity, text), kept as Parquet chunk files
-under ``<cache.dir>/embeddings/<identity[:32]>/``, each chunk written atomically with a checksum of
-its keys and vectors and verified whenever it is read."""
+under ``<cache.dir>/embeddings/<identity[:32]>/`` (a folder or an object-store prefix, see
+``tasks/locations.py``), each chunk published atomically with a checksum of its keys and vectors and
+verified whenever it is read."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.atomic import atomic_write_bytes
+from tasks import locations
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,11 @@ class EmbeddingStore:
     removed and its texts embedded again, never used."""
 
     def __init__(self, cache_dir: str | os.PathLike, identity: str):
-        self.dir = Path(cache_dir).expanduser() / "embeddings" / identity[:32]
+        self.dir = locations.join(locations.normalized(cache_dir), "embeddings", identity[:32])
 
-    def _read_chunk(self, path: Path) -> tuple[list[str], np.ndarray]:
+    def _read_chunk(self, path: str) -> tuple[list[str], np.ndarray]:
         """A chunk's keys and (n, d) vectors, verified; ValueError/OSError when it is not intact."""
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(locations.read_bytes(path)))
         keys = table.column("key").to_pylist()
         vectors = table.column("vector").combine_chunks()
         matrix = vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(keys), vectors.type.list_size)
@@ -53,20 +53,20 @@ class EmbeddingStore:
             raise ValueError("no checksum (written by an older version)")
         if stored.decode() != chunk_checksum(keys, matrix):
             raise ValueError("content does not match its checksum")
-        if not path.stem.startswith(_chunk_name(keys)):
+        if not locations.basename(path).startswith(_chunk_name(keys)):
             raise ValueError("chunk name does not match its keys")
         return keys, matrix
 
     def _chunks(self, logger: logging.Logger | logging.LoggerAdapter) -> Iterator[tuple[list[str], np.ndarray]]:
         """Every intact chunk; a damaged one is logged and removed (its texts count as missing)."""
-        if not self.dir.is_dir():
-            return
-        for path in sorted(self.dir.glob("*.parquet")):
+        for path in locations.list_files(self.dir, ".parquet"):
             try:
                 yield self._read_chunk(path)
+            except FileNotFoundError:  # removed since the listing (another run repairing it)
+                continue
             except Exception as exc:  # noqa: BLE001 - truncated/flipped/planted file: recompute, never crash
                 logger.warning("embedding cache file %s is damaged (%s); it is removed and recomputed", path, exc)
-                path.unlink(missing_ok=True)
+                locations.remove(path)
 
     def load(self, wanted: set[str], logger: logging.Logger | logging.LoggerAdapter = log) -> dict[str, np.ndarray]:
         """Cached, verified vectors for the wanted keys."""
@@ -81,15 +81,15 @@ class EmbeddingStore:
         """Keys of the intact chunks (each chunk verified, so a damaged one is planned again)."""
         return {key for keys, _ in self._chunks(logger) for key in keys}
 
-    def save(self, keys: list[str], vectors: np.ndarray) -> Path:
+    def save(self, keys: list[str], vectors: np.ndarray) -> str:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         flat = pa.array(vectors.reshape(-1), type=pa.float32())
         table = pa.table({"key": pa.array(keys, pa.string()), "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
         table = table.replace_schema_metadata({CHECKSUM_KEY: chunk_checksum(keys, vectors).encode()})
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        path = self.dir / f"{_chunk_name(keys)}.parquet"
-        atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        path = locations.join(self.dir, f"{_chunk_name(keys)}.parquet")
+        locations.publish(path, sink.getvalue().to_pybytes())
         return path
 
 

@@ -72,3 +72,63 @@ class HashEncoder:
 @pytest.fixture
 def hash_encoder() -> HashEncoder:
     return HashEncoder()
+
+
+class S3Server:
+    """moto's S3-compatible server on 127.0.0.1: the environment a client needs, and fresh buckets."""
+
+    def __init__(self, port: int):
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        self._n = 0
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            key="testing", secret="testing", client_kwargs={"endpoint_url": self.endpoint},
+            skip_instance_cache=True,
+        )  # fmt: skip
+
+    def bucket(self) -> str:
+        """A new, empty bucket: its s3:// URL."""
+        self._n += 1
+        name = f"bucket-{self._n}"
+        self.filesystem().mkdir(name)
+        return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (moto's server mode) for the session, stopped at the end."""
+    import sys
+
+    from tests.processes import free_port, start, stop, wait_for_port
+
+    folder = tmp_path_factory.mktemp("moto")
+    port = free_port()
+    log = folder / "moto.log"
+    proc = start([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                 {**os.environ}, log, cwd=folder)  # fmt: skip
+    try:
+        wait_for_port(port, proc, log)
+        yield S3Server(port)
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This process talks to the moto server through the standard AWS variables (as users' runs do)."""
+    import s3fs
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # instances remember the credentials they were made with
+    yield s3_server
+    s3fs.S3FileSystem.clear_instance_cache()

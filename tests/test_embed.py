@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,7 +55,7 @@ def test_corrupted_chunk_is_logged_and_recomputed(tmp_path, hash_encoder, caplog
     store = EmbeddingStore(tmp_path, "m")
     texts = [f"t{i}" for i in range(6)]
     embed_texts(texts, hash_encoder, store, "m", chunk_size=3)
-    chunks = sorted(store.dir.glob("*.parquet"))
+    chunks = sorted(Path(store.dir).glob("*.parquet"))
     assert len(chunks) == 2
     chunks[0].write_bytes(chunks[0].read_bytes()[:40])  # truncated
     with caplog.at_level(logging.WARNING):
@@ -130,13 +131,13 @@ def test_flipped_bytes_in_a_vector_file_are_never_used(tmp_path, hash_encoder, c
     store = EmbeddingStore(tmp_path, "m")
     texts = [f"text number {i}" for i in range(97)]
     embed_texts(texts, hash_encoder, store, "m", chunk_size=97)
-    (chunk,) = store.dir.glob("*.parquet")
+    (chunk,) = Path(store.dir).glob("*.parquet")
     flip_bytes(chunk, seed=seed)
     with caplog.at_level(logging.WARNING):
         assert store.keys() == set()  # planning sees the damaged chunk as missing
     assert "is damaged" in caplog.text and not chunk.exists()
     embed_texts(texts, hash_encoder, store, "m", chunk_size=97)
-    flip_bytes(next(store.dir.glob("*.parquet")), seed=seed)
+    flip_bytes(next(Path(store.dir).glob("*.parquet")), seed=seed)
     result = embed_texts(texts, hash_encoder, store, "m", chunk_size=97)
     assert result.stats["texts_embedded"] == 97
     expected = np.stack([hash_encoder.vector(t) for t in texts])
@@ -153,8 +154,8 @@ def test_a_chunk_without_checksum_is_recomputed(tmp_path, hash_encoder, caplog):
     store = EmbeddingStore(tmp_path, "m")
     keys = [text_key("m", "x")]
     bogus = pa.table({"key": keys, "vector": pa.FixedSizeListArray.from_arrays(pa.array([7e33] * 8, pa.float32()), 8)})
-    store.dir.mkdir(parents=True)
-    pq.write_table(bogus, store.dir / f"{_chunk_name(keys)}.parquet")
+    Path(store.dir).mkdir(parents=True)
+    pq.write_table(bogus, Path(store.dir) / f"{_chunk_name(keys)}.parquet")
     with caplog.at_level(logging.WARNING):
         result = embed_texts(["x"], hash_encoder, store, "m")
     assert "no checksum" in caplog.text
@@ -186,7 +187,7 @@ def test_assemble_repairs_texts_lost_after_planning(tmp_path, hash_encoder, capl
     texts = ["x", "yy", "zzz"]
     embed_texts(texts, hash_encoder, store, "m", chunk_size=2)
     assert plan_chunks(texts, "m", store, 2) == []
-    for chunk in store.dir.glob("*.parquet"):
+    for chunk in Path(store.dir).glob("*.parquet"):
         chunk.unlink()
     with caplog.at_level(logging.WARNING):
         result = assemble(texts, "m", store, "texts", encode=hash_encoder)

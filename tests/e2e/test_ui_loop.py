@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,28 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from tests import processes
+from tests.processes import free_port, stop
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SMALL_DEMO = '{"demo": {"users": 80, "movies": 50, "ratings": 2500, "seed": 1}}'
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    return processes.start(args, env, log, cwd=REPO)
 
 
 @contextlib.contextmanager
