@@ -16,13 +16,16 @@ the model's ``1_Pooling/config.json`` says) and normalizing are done here in Num
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import importlib
 import json
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -153,12 +156,37 @@ def _version(package: str) -> str:
         return "-"
 
 
+@contextlib.contextmanager
+def _no_telemetry() -> Iterator[None]:
+    """OpenVINO's converter and nncf start usage telemetry when imported (Google Analytics; it
+    writes ``~/intel/`` on the way, also on a Dask worker or an offline machine). Imported inside
+    this block they find no telemetry package and use their own no-op stubs."""
+    saved = sys.modules.get("openvino_telemetry")
+    sys.modules["openvino_telemetry"] = None  # `import openvino_telemetry` raises ImportError
+    try:
+        yield
+    finally:
+        if saved is None:
+            del sys.modules["openvino_telemetry"]
+        else:
+            sys.modules["openvino_telemetry"] = saved
+
+
+def openvino():
+    """The ``openvino`` module, imported without its telemetry (``_no_telemetry``)."""
+    if "openvino" not in sys.modules:
+        with _no_telemetry():  # `import openvino` imports openvino.tools.ovc, whose telemetry starts at import
+            return importlib.import_module("openvino")
+    return sys.modules["openvino"]
+
+
 def _convert(model_path: str, out_xml: Path, kind: str) -> None:
     """torch → OpenVINO IR of the transformer (token states out); int8: nncf's static quantization
     with the transformer preset (SmoothQuant), calibrated on ``calibration_texts``."""
-    import openvino as ov
     import torch
     from sentence_transformers import SentenceTransformer
+
+    ov = openvino()
 
     st = SentenceTransformer(model_path, device="cpu", model_kwargs={"attn_implementation": "eager"})
     transformer = st[0].auto_model.eval()
@@ -176,7 +204,8 @@ def _convert(model_path: str, out_xml: Path, kind: str) -> None:
     with torch.no_grad():
         model = ov.convert_model(TokenStates(transformer), example_input=example)
     if kind == "openvino-int8":
-        import nncf
+        with _no_telemetry():
+            import nncf
 
         texts = calibration_texts()
         batches = [tokenize(texts[i : i + 8]) for i in range(0, len(texts), 8)]
@@ -293,7 +322,7 @@ def openvino_encoder(
 ) -> Encoder:  # fmt: skip
     """texts → float32 (n, d) vectors through OpenVINO on the CPU. ``precision`` 'bfloat16' runs in
     bf16 (OpenVINO's default on a CPU with bf16), 'float32' in f32."""
-    import openvino as ov
+    ov = openvino()
 
     mode = pooling_mode(model_path)
     tokenize = Tokenize(model_path)
