@@ -21,7 +21,7 @@ export PREFECT_HOME ?= $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help install run test demo-data bench bench-cache bench-scale bench-embed bench-backends bench-quality server deploy worker serve screenshots clean
+.PHONY: help install run test demo-data bench bench-cache bench-scale bench-embed bench-backends bench-quality bench-object-store server deploy worker serve screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}' | sed 's|$$(PORT)|$(PORT)|g'
@@ -82,7 +82,11 @@ bench-quality: $(STAMP) ## Model quality on an ML-1M-size generated set: baselin
 	@mkdir -p "$$PREFECT_HOME"
 	$(PY) benchmarks/quality.py $(ARGS)
 
-bench: bench-cache bench-scale bench-embed bench-backends bench-quality ## All benchmarks (prints the tables)
+bench-object-store: $(STAMP) ## cache.dir on S3 (moto on 127.0.0.1) vs the local disk: cold and warm runs, demo and ML-1M size
+	@mkdir -p "$$PREFECT_HOME"
+	$(PY) benchmarks/object_store.py $(ARGS)
+
+bench: bench-cache bench-scale bench-embed bench-backends bench-quality bench-object-store ## All benchmarks (prints the tables)
 
 demo-data: $(STAMP) ## Write the demo data set to data/demo (csv layout)
 	$(VENV)/bin/movie-ratings demo-data data/demo $(ARGS)

@@ -318,6 +318,20 @@ class CacheConfig(Section):
         description="Recompute every task and every embedding instead of reusing cached results.",
     )
 
+    @field_validator("dir")
+    @classmethod
+    def no_credentials_in_url(cls, value: str) -> str:
+        """A URL's ``user:secret@`` would be kept in metrics.json and Prefect's run parameters."""
+        from tasks.locations import has_credentials
+
+        if has_credentials(value):
+            raise ValueError(
+                "credentials do not belong in cache.dir (they would be stored with the run): remove the "
+                "'user:secret@' part and set them in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) "
+                "or the store's own config"
+            )
+        return value
+
     @property
     def location(self) -> str:
         """The folder (resolved where the flow runs, so the run form's default is not the server

@@ -31,6 +31,7 @@ from tasks.encoder import (
     ModelSource,
     backend_identity,
     model_loaded,
+    on_this_machine,
     pick_backend,
     pick_device,
     pick_precision,
@@ -235,14 +236,15 @@ def lazy_encoder(source: ModelSource, embedding: BaseModel, logger: Logger = log
 
     def encode(batch: list[str]) -> np.ndarray:
         if not encoder:
-            if source.backend != "torch":
-                encoder.append(cached_openvino_encoder(source, embedding, cache_dir, logger))
+            here = on_this_machine(source, embedding.normalize)  # a Dask worker may keep it elsewhere
+            if here.backend != "torch":
+                encoder.append(cached_openvino_encoder(here, embedding, cache_dir, logger))
                 return encoder[0](batch)
             device = pick_device(embedding.device)
             precision = pick_precision(embedding.precision, device)
-            if not model_loaded(source, device):
-                logger.info("loading %s on %s, precision %s, batch size %d", source.name, device, precision, embedding.batch_size)
-            encoder.append(sentence_encoder(source, device, embedding.batch_size, embedding.normalize, precision))
+            if not model_loaded(here, device):
+                logger.info("loading %s on %s, precision %s, batch size %d", here.name, device, precision, embedding.batch_size)
+            encoder.append(sentence_encoder(here, device, embedding.batch_size, embedding.normalize, precision))
         return encoder[0](batch)
 
     return encode

@@ -101,6 +101,22 @@ def resolve_model(name: str, normalize: bool = True) -> ModelSource:
     return ModelSource(name=name, path=path, identity=identity)
 
 
+def on_this_machine(source: ModelSource, normalize: bool) -> ModelSource:
+    """``source`` with the model's folder as this process sees it. The flow resolves the model once
+    and sends the result to Dask workers; on a worker installed elsewhere (the bundled model lives
+    inside the installed package) or with its own hub cache, the name is resolved again there and
+    must give the same weights, else an InputError."""
+    if Path(source.path).is_dir():
+        return source
+    here = resolve_model(source.name, normalize)
+    if backend_identity(here.identity, source.backend) != source.identity:
+        raise InputError(
+            f"embedding.model {source.name!r}: this machine has other weights ({here.path}) than the "
+            f"machine that started the run ({source.path}); install the same model version on every worker"
+        )
+    return ModelSource(source.name, here.path, source.identity, source.backend)
+
+
 def nvidia_driver() -> bool:
     """An NVIDIA driver is loaded (checked without importing torch)."""
     return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None

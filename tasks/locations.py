@@ -35,6 +35,11 @@ def is_remote(location: str | os.PathLike) -> bool:
     return len(scheme) > 1 and scheme != "file"
 
 
+def has_credentials(location: str | os.PathLike) -> bool:
+    """A URL carrying ``user[:secret]@`` before its host."""
+    return is_remote(location) and "@" in urlsplit(str(location)).netloc
+
+
 def local_path(location: str | os.PathLike) -> Path:
     text = str(location)
     if text.startswith("file://"):
@@ -195,6 +200,8 @@ def _reachable(endpoint: str, timeout: float = ENDPOINT_CONNECT_SECONDS) -> bool
 def check_remote_store(root: str) -> None:
     """Write, read back and delete a probe object under ``root``: InputError (one line naming the
     URL and what failed) for a bad URL, missing credentials, a missing bucket or an unreachable endpoint."""
+    if has_credentials(root):
+        raise InputError("cache.dir: credentials do not belong in the URL; set them in the environment")
     fs, path = filesystem(root)
     if not path.strip("/"):
         raise InputError(f"cache.dir {root}: name a bucket (and a prefix), e.g. s3://my-bucket/movie-ratings")

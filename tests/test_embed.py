@@ -195,3 +195,20 @@ def test_assemble_repairs_texts_lost_after_planning(tmp_path, hash_encoder, capl
     np.testing.assert_array_equal(result.vectors[2], hash_encoder.vector("zzz"))
     with pytest.raises(RuntimeError, match="not in the embedding store"):
         assemble(["new"], "m", store, "texts")
+
+
+def test_a_worker_finds_the_model_where_its_own_install_keeps_it():
+    """The flow sends its ModelSource to Dask workers; a worker whose install puts the bundled model
+    elsewhere resolves the name again, and must find the same weights."""
+    from dataclasses import replace
+
+    from tasks.encoder import backend_identity, on_this_machine
+
+    source = resolve_model("all-MiniLM-L6-v2")
+    moved = replace(source, path="/nowhere/on/this/worker/model")
+    assert on_this_machine(moved, normalize=True) == source
+    int8 = replace(moved, identity=backend_identity(source.identity, "openvino-int8"), backend="openvino-int8")
+    assert on_this_machine(int8, normalize=True).path == source.path
+    other = replace(moved, identity="0" * 64)
+    with pytest.raises(InputError, match="this machine has other weights"):
+        on_this_machine(other, normalize=True)

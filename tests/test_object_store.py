@@ -172,3 +172,14 @@ def test_flow_on_the_object_store_equals_the_local_store_and_reruns_from_it(pref
     again = run_flow(tmp_path, small_csv, "again", cache_dir=root)
     assert set(again["cached_tasks"]) == set(again["seconds"]) - {"flow_body"}
     assert again["embedding"]["texts_embedded"] == 0 and comparable(again) == comparable(local)
+
+
+def test_credentials_in_the_url_are_refused_before_they_are_stored_anywhere():
+    from configs.schema import load_config
+
+    with pytest.raises(InputError, match="credentials do not belong in cache.dir") as caught:
+        load_config(overrides=["cache.dir=s3://AKIAEXAMPLE:secret@bucket/cache"])
+    assert "\n" not in str(caught.value)
+    with pytest.raises(InputError, match="credentials do not belong in the URL"):
+        check_cache_dir("s3://AKIAEXAMPLE:secret@bucket/cache")
+    assert load_config(overrides=["cache.dir=s3://bucket/cache"]).cache.location == "s3://bucket/cache"

@@ -137,5 +137,14 @@ def test_demo_flow_on_dask_workers_that_share_no_disk_with_the_store_on_s3(tmp_p
     import hashlib
 
     assert hashlib.sha256(fs.cat_file(damaged)).hexdigest() == damaged.rsplit("/", 1)[1].split(".")[0]  # repaired
+
+    # The plain Ridge's per-partition sums (row-stats tasks) on the workers, reading and writing the bucket.
+    ridge = ("model.ids=[]", "model.solver=factorized", "runner.partitions=3")
+    local_ridge, _ = cli_run(tmp_path, "local-ridge", {}, f"cache.dir={tmp_path / 'local-cache'}", *ridge)
+    remote_ridge, _ = cli_run(tmp_path, "remote-ridge", s3_server.env, *remote_sets, *ridge)
+    assert remote_ridge["solver"] == "factorized" and "gram" in remote_ridge["seconds"]
+    assert "gram" not in remote_ridge["cached_tasks"] and "embed_title" in remote_ridge["cached_tasks"]
+    assert same_numbers({k: v for k, v in remote_ridge.items() if k not in VOLATILE},
+                        {k: v for k, v in local_ridge.items() if k not in VOLATILE}) == []  # fmt: skip
     for name, folder in folders.items():
         assert files_under(folder, ("home/.cache/matplotlib/",)) == [], f"{name} wrote into its own folders: {files_under(folder)}"  # TEMP
