@@ -271,9 +271,14 @@ def _exported_to_store(model_path: str, identity: str, kind: str, root: str, log
     from tasks.store import Store, as_ref
 
     manifest_at = locations.join(root, "openvino", f"{export_key(identity, kind)}.json")
+    store = Store(root)
     try:
         manifest = json.loads(locations.read_bytes(manifest_at))
-        return _local_copy({name: as_ref(ref) for name, ref in manifest["files"].items()})
+        refs = {name: as_ref(ref) for name, ref in manifest["files"].items()}
+        outside = [ref.path for ref in refs.values() if not store.holds(ref)]
+        if outside:
+            raise ValueError(f"it names files outside the store: {outside[0]}")
+        return _local_copy(refs)
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # damaged manifest or object
@@ -281,7 +286,6 @@ def _exported_to_store(model_path: str, identity: str, kind: str, root: str, log
             logger.warning("converted model %s is damaged (%s); converting it again", manifest_at, exc)
     if logger:
         logger.info("converting the model to OpenVINO (%s) once, into %s", kind, manifest_at)
-    store = Store(root)
     with tempfile.TemporaryDirectory(prefix="movie-ratings-openvino-") as tmp:
         _convert(model_path, Path(tmp) / "model.xml", kind)
         refs = {name: store.put_bytes((Path(tmp) / name).read_bytes(), name.rsplit(".", 1)[1]) for name in MODEL_FILES}

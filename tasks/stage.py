@@ -34,7 +34,7 @@ from pydantic import TypeAdapter, ValidationError
 from tasks import locations
 from tasks.caching import INPUT_HASHES
 from tasks.records import PlainJSONSerializer, record_storage
-from tasks.store import broken_refs
+from tasks.store import Store, broken_refs
 
 R = TypeVar("R")
 
@@ -106,7 +106,7 @@ class Stage(Generic[R]):
         except ValidationError as exc:
             first = exc.errors()[0]
             return [f"not a {self.name} result: {'.'.join(map(str, first['loc'])) or 'value'}: {first['msg']}"]
-        return broken_refs(value)
+        return broken_refs(value, Store(current_run().cache_dir))
 
     def _checked(self, run: StageRun, state: Any, inputs: dict[str, Any], label: str | None = None) -> tuple[R, bool]:
         """The task's value, validated; (value, from the cache). A usable cached value is logged

@@ -39,9 +39,19 @@ class Store:
     def __init__(self, root: str | os.PathLike):
         self.root = locations.normalized(root)
 
+    def object_path(self, sha: str, ext: str) -> str:
+        return locations.join(self.root, "objects", sha[:2], f"{sha}.{ext}")
+
+    def holds(self, ref: Ref) -> bool:
+        """``ref`` names an object of this store: its path is where this store puts those bytes. A
+        record planted in the cache cannot point a stage at a file elsewhere (``/etc/…``, another bucket)."""
+        ref = as_ref(ref)
+        ext = locations.basename(ref.path).rpartition(".")[2]
+        return ref.kind != "dir" and ref.path == self.object_path(ref.sha256, ext)
+
     def _put(self, data: bytes, ext: str, kind: str, **meta: Any) -> StoredRef:
         sha = hashlib.sha256(data).hexdigest()
-        path = locations.join(self.root, "objects", sha[:2], f"{sha}.{ext}")
+        path = self.object_path(sha, ext)
         # Always (re)write: an existing file of that name may be the corrupted copy being repaired.
         locations.publish(path, data)
         return StoredRef(path=path, sha256=sha, kind=kind, **meta)
@@ -85,17 +95,20 @@ def _is_ref(obj: Any) -> bool:
     return isinstance(obj, dict) and {"path", "sha256", "kind"} <= obj.keys()
 
 
-def broken_refs(result: Any) -> list[str]:
-    """Stored objects referenced anywhere in a (nested) task result that are missing or whose bytes
-    no longer match their sha256; empty when all are intact."""
+def broken_refs(result: Any, store: Store | None = None) -> list[str]:
+    """Stored objects referenced anywhere in a (nested) task result that are missing, whose bytes
+    no longer match their sha256, or (given ``store``) that are not that store's objects; empty when
+    all are intact. Folders (``kind='dir'``, the demo data) are checked by content only."""
     if isinstance(result, StoredRef):
         result = result.model_dump()
     if _is_ref(result):
+        if store is not None and result["kind"] != "dir" and not store.holds(result):
+            return [f"{result['path']} is not an object of the store {store.root}"]
         return _broken(result["path"], result["kind"], result["sha256"])
     if isinstance(result, dict):
-        return [p for v in result.values() for p in broken_refs(v)]
+        return [p for v in result.values() for p in broken_refs(v, store)]
     if isinstance(result, list):
-        return [p for v in result for p in broken_refs(v)]
+        return [p for v in result for p in broken_refs(v, store)]
     return []
 
 

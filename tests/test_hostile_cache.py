@@ -117,3 +117,25 @@ def test_flipped_bytes_in_embedding_files_never_reach_the_results(prefect_server
     assert "is damaged" in caplog.text
     assert again["embedding"]["texts_embedded"] == clean["embedding"]["texts_embedded"]
     assert comparable(again) == comparable(clean)
+
+
+def test_record_pointing_outside_the_store_is_a_miss(prefect_server, tmp_path, small_csv, caplog):
+    """A planted record whose references name a file elsewhere (with that file's true sha256) must
+    not make a stage read it: references are only good for objects of this store."""
+    clean = run_flow(tmp_path, small_csv, "clean")
+    outside = tmp_path / "elsewhere.parquet"
+    changed = 0
+    for path in records(tmp_path / "cache"):
+        record = json.loads(path.read_bytes())
+        value = json.loads(record["result"])
+        if isinstance(value, dict) and isinstance(value.get("ratings"), dict):  # the load stage's result
+            original = Path(value["ratings"]["path"])
+            outside.write_bytes(original.read_bytes())  # same bytes, same sha256, outside the store
+            value["ratings"]["path"] = str(outside)
+            record["result"] = json.dumps(value)
+            path.write_text(json.dumps(record))
+            changed += 1
+    assert changed == 1
+    again = run_flow(tmp_path, small_csv, "again")
+    assert "load: cached result unusable" in caplog.text and "is not an object of the store" in caplog.text
+    assert "load" not in again["cached_tasks"] and comparable(again) == comparable(clean)

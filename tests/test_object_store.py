@@ -183,3 +183,37 @@ def test_credentials_in_the_url_are_refused_before_they_are_stored_anywhere():
     with pytest.raises(InputError, match="credentials do not belong in the URL"):
         check_cache_dir("s3://AKIAEXAMPLE:secret@bucket/cache")
     assert load_config(overrides=["cache.dir=s3://bucket/cache"]).cache.location == "s3://bucket/cache"
+
+
+def test_converted_model_on_the_store_is_verified_and_a_planted_manifest_is_converted_again(s3_env, monkeypatch, caplog, tmp_path):
+    """The OpenVINO files are store objects listed by a manifest; a manifest naming files elsewhere
+    (or a damaged object) makes the model be converted again, and OpenVINO only opens checked copies."""
+    from tasks import openvino_backend as ov
+
+    conversions = []
+
+    def fake_convert(model_path, out_xml, kind):  # the real conversion is tested in test_backends.py
+        conversions.append(kind)
+        out_xml.write_bytes(b"<net/>")
+        out_xml.with_suffix(".bin").write_bytes(b"\x00" * 64)
+
+    monkeypatch.setattr(ov, "_convert", fake_convert)
+    monkeypatch.delenv(ov.MODELS_DIR_ENV, raising=False)
+    root = s3_env.bucket() + "/cache"
+    logger = logging.getLogger("t")
+    folder = ov.exported_ir("/model", "identity", "openvino", root, logger)
+    assert (folder / "model.bin").read_bytes() == b"\x00" * 64 and conversions == ["openvino"]
+    assert folder.parent.parent.name.startswith("movie-ratings-") and oct(folder.parent.parent.stat().st_mode)[-3:] == "700"
+    assert ov.exported_ir("/model", "identity", "openvino", root, logger) == folder and len(conversions) == 1
+
+    manifest_at = f"{root}/models/openvino/{ov.export_key('identity', 'openvino')}.json"
+    manifest = json.loads(locations.read_bytes(manifest_at))
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"not a model")
+    manifest["files"]["model.bin"]["path"] = str(secret)
+    manifest["files"]["model.bin"]["sha256"] = __import__("hashlib").sha256(b"not a model").hexdigest()
+    locations.publish(manifest_at, json.dumps(manifest).encode())
+    with caplog.at_level(logging.WARNING):
+        again = ov.exported_ir("/model", "identity", "openvino", root, logger)
+    assert "names files outside the store" in caplog.text and len(conversions) == 2
+    assert (again / "model.bin").read_bytes() == b"\x00" * 64
