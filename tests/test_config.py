@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from configs.schema import PROFILE_DIR, RunConfig, load_config
@@ -92,5 +94,5 @@ def test_optional_paths_are_text_with_empty_meaning_default(monkeypatch, tmp_pat
     cfg = load_config(overrides=["data.dir=null", "runner.address=null", "model.alphas=null", "data.movies_limit=null"])
     assert (cfg.data.dir, cfg.runner.address, cfg.cache.dir, cfg.model.alphas, cfg.data.movies_limit) == ("", "", "", [], 0)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert CacheConfig().path == tmp_path / "movie-ratings"
-    assert CacheConfig(dir="~/x").path.is_absolute()
+    assert CacheConfig().location == str(tmp_path / "movie-ratings")
+    assert Path(CacheConfig(dir="~/x").location).is_absolute() and CacheConfig(dir="s3://b/p/").location == "s3://b/p"
