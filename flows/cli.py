@@ -6,6 +6,7 @@ Prefect and torch are imported only by the commands that need them, so `--help` 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -27,8 +28,8 @@ EXIT_INPUT = 2
 
 
 def fail(message: str) -> None:
-    # Prefect logs "Stopping temporary server" from an atexit hook; after an error that line would
-    # follow the error line, so the server's own logger is quietened first.
+    # "Stopping temporary server" is logged from an atexit hook (flows/temporary_server.py, or Prefect's);
+    # after an error that line would follow the error line, so the "prefect" logger is quietened first.
     logging.getLogger("prefect").setLevel(logging.WARNING)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_INPUT)
@@ -107,9 +108,9 @@ def _run_flow(call):
     from flows.prefect_setup import EPHEMERAL_TIMEOUT_MESSAGE, prepare_cli_run
 
     try:
-        prepare_cli_run()
-        _quiet_input_error_tracebacks()
-        return call()
+        with prepare_cli_run():
+            _quiet_input_error_tracebacks()
+            return call()
     except InputError as exc:
         fail(str(exc))
     except RuntimeError as exc:
@@ -134,23 +135,22 @@ def run(
 ) -> None:
     """Run the movie-ratings flow and print its metrics."""
     from flows.prefect_setup import quiet_offline_defaults
+    from flows.temporary_server import start_early
 
     quiet_offline_defaults()  # before Prefect is imported: its settings are read once
     from configs.schema import load_config
 
     try:
         cfg = load_config(config, overrides or [])
+        start_early()  # Prefect's temporary server starts while the rest is imported
         from tasks.preflight import preflight  # imports the loader (and Prefect): after the config is known good
 
         preflight(cfg, out)  # before Prefect starts: a bad path fails at once, not after the server's start-up
     except InputError as exc:
         fail(str(exc))
-    def call():
-        from flows.rating_flow import run_with_config
+    from flows.rating_flow import run_with_config  # while the temporary server starts
 
-        return run_with_config(cfg, str(out) if out else None)
-
-    document = _run_flow(call)
+    document = _run_flow(lambda: run_with_config(cfg, str(out) if out else None))
     _print_summary(document)
 
 
@@ -166,17 +166,19 @@ def compare(
 ) -> None:
     """Run every combination of the grids and compare test RMSE/R² beside the baselines."""
     from flows.prefect_setup import quiet_offline_defaults
+    from flows.temporary_server import start_early
 
     quiet_offline_defaults()
     from configs.schema import DEFAULT_PROFILE, apply_overrides, read_profile
-    from tasks.outputs import check_out_dir
-    from tasks.preflight import preflight
 
     try:
-        from flows.compare import folder_names, grid_variants, variant_configs, variants_dir
-
         source = str(config or DEFAULT_PROFILE)
         base = apply_overrides(read_profile(config or DEFAULT_PROFILE), overrides or [])
+        start_early()
+        from flows.compare import folder_names, grid_variants, variant_configs, variants_dir
+        from tasks.outputs import check_out_dir
+        from tasks.preflight import preflight
+
         variants = grid_variants(grids or [])
         configs = variant_configs(base, variants, source)
         if out:
@@ -352,6 +354,10 @@ def main() -> None:
     except InputError as exc:  # raised outside a command's own handling
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_INPUT)
+    finally:
+        # Python's last garbage collections at exit walk every object of the imported libraries
+        # (~1 s after a run); frozen objects are skipped. atexit hooks still run.
+        gc.freeze()
 
 
 if __name__ == "__main__":
