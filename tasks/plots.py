@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from tasks.caching import run_logger
 from tasks.features import feature_column, load_blocks
+from tasks.report import report_images
 from tasks.results import FeatureBlocks, Figures, MergedRows, TrainedModel
 from tasks.ridge import RowStats, feature_moments
 from tasks.stage import stage
@@ -184,10 +185,14 @@ def figures(
     )
     store = Store(cache_dir)
     curve = trained.metrics.get("alpha_curve")
+    pngs = {
+        "scatter": scatter,
+        "coefficients": coefficients_png(trained.top[:top_k]),
+        "support": support_png(trained.metrics["rmse_by_movie_support"], trained.metrics["kind"]),
+        "alpha_curve": alpha_curve_png(curve, trained.metrics["alpha"]) if curve else None,
+    }
+    stored = {name: store.put_bytes(png, "png") if png else None for name, png in pngs.items()}
     return Figures(
-        support=store.put_bytes(support_png(trained.metrics["rmse_by_movie_support"], trained.metrics["kind"]), "png"),
-        scatter=store.put_bytes(scatter, "png"),
-        coefficients=store.put_bytes(coefficients_png(trained.top[:top_k]), "png"),
-        correlations=correlations,
-        alpha_curve=store.put_bytes(alpha_curve_png(curve, trained.metrics["alpha"]), "png") if curve else None,
-    )
+        **stored, correlations=correlations,
+        report={name: store.put_bytes(png, "png") for name, png in report_images(pngs).items()},
+    )  # fmt: skip
