@@ -139,7 +139,8 @@ class TemporaryServer:
 
         self.port = free_port()
         env = {**os.environ, **SERVER_ENVIRONMENT, **(SKIP_STARTUP_WORK if self.skip_startup_work else {})}
-        self.process = subprocess.Popen(server_command(self.port), env=env, preexec_fn=_set_parent_death_signal)
+        on_parent_death = _set_parent_death_signal if sys.platform.startswith("linux") else None
+        self.process = subprocess.Popen(server_command(self.port), env=env, preexec_fn=on_parent_death)
 
     def wait(self, timeout: float) -> None:
         """Until the API answers; RuntimeError with Prefect's own wording when it does not in time."""
