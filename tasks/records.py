@@ -102,7 +102,13 @@ class RecordStorage(LocalFileSystem):
 def record_storage(folder: str) -> RecordStorage:
     """The saved ``RecordStorage`` block for ``folder`` (one block document per folder, named by the
     folder's hash; saving again with the same content is a no-op on the server)."""
-    storage = RecordStorage(basepath=folder)
     name = "records-" + hashlib.sha256(folder.encode()).hexdigest()[:16]
+    try:  # saved by an earlier run: one API read instead of the 6 requests of a save (~0.1 s per run)
+        stored = RecordStorage.load(name, _sync=True)
+        if stored.basepath == folder:
+            return stored
+    except (ValueError, RuntimeError):  # none yet, or saved with a schema this class no longer validates
+        pass
+    storage = RecordStorage(basepath=folder)
     storage.save(name, overwrite=True, _sync=True)
     return storage
