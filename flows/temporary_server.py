@@ -183,12 +183,27 @@ class TemporaryServer:
 _server: TemporaryServer | None = None
 
 
+def prefect_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def profile_names_an_api() -> bool:
+    """The active profile of Prefect's profiles file sets PREFECT_API_URL (read without Prefect)."""
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or prefect_home() / "profiles.toml").expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
+    return bool(profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
+
+
 def default_database() -> Path | None:
     """Prefect's default SQLite file, ``$PREFECT_HOME/prefect.db``, when the environment names no
     other database (a profile still may: ``use_temporary_server`` checks)."""
     if any(os.environ.get(name) for name in DATABASE_SETTINGS):
         return None
-    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser() / "prefect.db"
+    return prefect_home() / "prefect.db"
 
 
 def same_file(a: Path | None, b: Path | None) -> bool:
@@ -204,11 +219,14 @@ def _start(database: Path | None) -> TemporaryServer:
 
 def start_early() -> None:
     """Start the server now if the run will likely need one: no ``PREFECT_API_URL`` in the
-    environment and Prefect's database already there (a first run creates it: its migrations are
-    not interrupted if the run then stops on bad input). ``use_temporary_server`` decides for sure."""
+    environment or the active profile, and Prefect's database already there (a first run creates it:
+    its migrations are not interrupted if the run then stops on bad input). ``use_temporary_server``
+    decides for sure, with Prefect's settings."""
     global _server
     database = default_database()
     if _server is not None or not enabled() or os.environ.get("PREFECT_API_URL") or database is None or not database.is_file():
+        return
+    if profile_names_an_api():
         return
     from flows.prefect_setup import check_database
     from tasks.errors import InputError

@@ -143,3 +143,19 @@ def test_a_warm_cli_run_is_recorded_on_the_early_server(tmp_path):
     stages = {"demo-data", "load", "model-source", "embed-title", "embed-overview", "merge", "features", "split", "train", "plots"}
     assert tasks[1] == stages and stages < tasks[0]  # the first run embedded too (embed-chunk task runs)
     assert {"movie-ratings-metrics", "movie-ratings-top-coefficients", "movie-ratings-report", "movie-ratings-outputs"} <= artifacts[1]
+
+
+def test_no_early_server_when_the_profile_names_an_api(tmp_path, monkeypatch):
+    from flows import temporary_server
+
+    (tmp_path / "prefect.db").write_bytes(b"")
+    (tmp_path / "profiles.toml").write_text('active = "team"\n[profiles.team]\nPREFECT_API_URL = "http://team:4200/api"\n')
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_PROFILES_PATH", raising=False)
+    monkeypatch.delenv("PREFECT_PROFILE", raising=False)
+    assert temporary_server.profile_names_an_api()
+    temporary_server.start_early()
+    assert temporary_server._server is None
+    (tmp_path / "profiles.toml").write_text('active = "local"\n[profiles.local]\n')
+    assert not temporary_server.profile_names_an_api()
