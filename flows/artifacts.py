@@ -33,11 +33,11 @@ def publish_artifacts(document: dict, out_dir: Path, plotted: Figures, files: li
         table=[{"rank": i + 1, **t} for i, t in enumerate(document["top_features"])],
         description="Ridge coefficients ranked by |coef|",
     )
+    images = {name: get_bytes(ref) for name, ref in plotted.report.items()}
     create_markdown_artifact(
         key="movie-ratings-report",
         markdown=report_markdown(
-            document, get_bytes(plotted.scatter), get_bytes(plotted.coefficients), str(out_dir),
-            get_bytes(plotted.support), get_bytes(plotted.alpha_curve) if plotted.alpha_curve else None,
+            document, images["scatter"], images["coefficients"], str(out_dir), images["support"], images.get("alpha_curve"),
         ),
         description="Metrics, the top features against the rating, and the top coefficients",
     )

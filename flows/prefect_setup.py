@@ -10,6 +10,8 @@ first API call, on the SQLite database under ``PREFECT_HOME``. Three things abou
 - after ``kill -9`` of the command the server subprocess would live on (Prefect stops it from an
   ``atexit`` hook, which a SIGKILL skips): ``die_with_parent`` makes the kernel send it SIGTERM
   when our process ends (Linux ``PR_SET_PDEATHSIG``).
+
+The command line starts that server itself, earlier than Prefect would (``flows/temporary_server.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.errors import InputError
@@ -105,8 +109,26 @@ def die_with_parent() -> None:
     server.subprocess = proxy
 
 
-def prepare_cli_run() -> None:
-    """Everything above, before the first flow call of a command-line run."""
+@contextmanager
+def prepare_cli_run() -> Iterator[None]:
+    """Around the flow call of a command-line run: everything above. With no Prefect API
+    configured, the temporary server is ours (``flows/temporary_server.py``, started early) and the
+    run sends no heartbeats: they let a lasting server notice a crashed run, and this server ends
+    with the process (Prefect's heartbeat thread also held the end of each run up to 1 s)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    from flows import temporary_server
+
     quiet_offline_defaults()
+    settings = get_current_settings()
+    if settings.api.url:
+        temporary_server.discard()
+        yield
+        return
     check_database()
-    die_with_parent()
+    if not temporary_server.enabled():
+        die_with_parent()
+    else:
+        temporary_server.use_temporary_server(ephemeral_database(), settings.server.ephemeral.startup_timeout_seconds)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

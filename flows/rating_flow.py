@@ -94,11 +94,13 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
             features=features, rows=rows, split=split, partitions=partitions, model=fit_settings, solver=solver,
             cache_dir=cache_dir, rating_scale=loaded.rating_scale,
         )  # fmt: skip
+        # the figures use the top_k features only: cut first, so Prefect does not walk every
+        # feature's ranking entry in the task's inputs
+        trained = reported(trained, model.top_k)
         plotted = figures(
             features=features, rows=rows, trained=trained, plot=config.plot, top_k=model.top_k, cache_dir=cache_dir,
             rating_scale=loaded.rating_scale,
         )  # fmt: skip
-        trained = reported(trained, model.top_k)
     seconds = {**run.seconds, "flow_body": round(time.perf_counter() - started, 3)}  # before the outputs
     run.logger.info("cached tasks: %s", ", ".join(run.cached) if run.cached else "none")
     document = metrics_document(

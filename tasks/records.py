@@ -131,7 +131,14 @@ def record_storage(folder: str) -> RecordStorage | RemoteRecordStorage:
     """The saved record storage block for ``folder`` (a path or an fsspec URL; one block document
     per folder, named by the folder's hash; saving again with the same content is a no-op on the
     server)."""
-    storage = RemoteRecordStorage(basepath=folder) if locations.is_remote(folder) else RecordStorage(basepath=folder)
+    kind = RemoteRecordStorage if locations.is_remote(folder) else RecordStorage
     name = "records-" + hashlib.sha256(folder.encode()).hexdigest()[:16]
+    try:  # saved by an earlier run: one API read instead of the 6 requests of a save (~0.1 s per run)
+        stored = kind.load(name, _sync=True)
+        if stored.basepath == folder:
+            return stored
+    except (ValueError, RuntimeError):  # none yet, or saved with a schema this class no longer validates
+        pass
+    storage = kind(basepath=folder)
     storage.save(name, overwrite=True, _sync=True)
     return storage

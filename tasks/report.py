@@ -19,6 +19,16 @@ def compact_png(png: bytes, max_width: int = 900, colors: int = 64) -> bytes:
     return buf.getvalue()
 
 
+# The width each figure is embedded at in the report artifact.
+REPORT_WIDTHS = {"scatter": 900, "coefficients": 700, "support": 700, "alpha_curve": 600}
+
+
+def report_images(figures: dict[str, bytes | None]) -> dict[str, bytes]:
+    """The figures (name → PNG, None: not drawn) as the report embeds them: ``compact_png`` at
+    ``REPORT_WIDTHS``. Made by the plots stage, so a cached run does not compact them again."""
+    return {name: compact_png(png, max_width=REPORT_WIDTHS[name]) for name, png in figures.items() if png}
+
+
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -68,7 +78,7 @@ def support_section(document: dict, png: bytes | None) -> list[str]:
          for row in table],
         [False] + [True] * (len(names) + 1),
     )  # fmt: skip
-    figure = [f"![support]({data_uri(compact_png(png, max_width=700))})", ""] if png else []
+    figure = [f"![support]({data_uri(png)})", ""] if png else []
     return ["## Where does the model help? RMSE by movie support", body, "", *figure]
 
 
@@ -86,7 +96,7 @@ def alpha_section(document: dict, png: bytes | None) -> list[str]:
     )  # fmt: skip
     edge = document.get("alpha_at_grid_edge")
     note = [f"The chosen alpha is the {edge} value of `model.alphas`: the best may lie beyond it; extend the grid.", ""]
-    figure = [f"![alpha curve]({data_uri(compact_png(png, max_width=600))})", ""] if png else []
+    figure = [f"![alpha curve]({data_uri(png)})", ""] if png else []
     return ["## How alpha was chosen (validation part of the training rows)", body, "", *(note if edge else []), *figure]
 
 
@@ -101,7 +111,7 @@ def report_markdown(
     document: dict, scatter_png: bytes, coefficients_png: bytes, out_dir: str, support_png: bytes | None = None,
     alpha_png: bytes | None = None,
 ) -> str:  # fmt: skip
-    """Markdown for the report artifact."""
+    """Markdown for the report artifact; the figures as ``report_images`` makes them."""
     baselines = document["baselines"]
     metrics = markdown_table(
         ["test", document.get("kind", "ridge"), *(name.replace("_", " ") for name in baselines)],
@@ -131,12 +141,12 @@ def report_markdown(
             metrics,
             "",
             "## Top features against the rating",
-            f"![scatter]({data_uri(compact_png(scatter_png))})",
+            f"![scatter]({data_uri(scatter_png)})",
             "",
             *support_section(document, support_png),
             *alpha_section(document, alpha_png),
             "## Top coefficients",
-            f"![coefficients]({data_uri(compact_png(coefficients_png, max_width=700))})",
+            f"![coefficients]({data_uri(coefficients_png)})",
             "",
             top,
         ]

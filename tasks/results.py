@@ -137,6 +137,7 @@ class Figures(Result):
     correlations: dict[str, float]
     support: StoredRef  # RMSE by the test movie's number of training ratings
     alpha_curve: StoredRef | None = None
+    report: dict[str, StoredRef]  # the same figures as the report artifact embeds them (tasks/report.py: report_images)
 
     def summary(self) -> str:
         return "scatter, coefficients, support" + (", alpha curve" if self.alpha_curve else "") + " figures"

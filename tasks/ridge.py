@@ -19,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse as sp
 
 from tasks.results import FeatureBlocks, MergedRows, SplitRows, StatsRefs
 from tasks.stage import stage
@@ -57,6 +55,8 @@ class RowStats:
 
 def row_stats(U: np.ndarray, n_movies: int, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray) -> RowStats:
     """Summarise rows (user_idx, movie_idx, y); O(rows·d_u)."""
+    import scipy.sparse as sp  # scipy is imported where it is used: a fully cached run never loads it
+
     n_users = U.shape[0]
     y = np.asarray(y, dtype=np.float64)
     counts = sp.csr_matrix((np.ones(len(y)), (movie_idx, user_idx)), shape=(n_movies, n_users))
@@ -142,6 +142,8 @@ class RidgeFit(BlockScores):
 
 
 def solve(system: CentredSystem, alpha: float) -> RidgeFit:
+    import scipy.linalg
+
     matrix = system.gram + alpha * np.eye(len(system.rhs))
     try:
         coef = scipy.linalg.solve(matrix, system.rhs, assume_a="pos")
@@ -152,6 +154,8 @@ def solve(system: CentredSystem, alpha: float) -> RidgeFit:
 
 def solve_path(system: CentredSystem, alphas: list[float]) -> list[RidgeFit]:
     """Every alpha from one eigendecomposition of Gc: w(α) = V diag(1/(λ+α)) Vᵀ bc."""
+    import scipy.linalg
+
     eigvals, eigvecs = scipy.linalg.eigh(system.gram)
     eigvals = np.clip(eigvals, 0.0, None)  # Gc is PSD; tiny negative values are rounding
     projected = eigvecs.T @ system.rhs

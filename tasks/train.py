@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,6 @@ from configs.schema import ModelConfig
 from tasks.baselines import fit_baselines, fitted_metrics
 from tasks.caching import run_logger
 from tasks.features import load_blocks
-from tasks.fm import FMFit, fit_fm
-from tasks.hybrid import HybridFit, HybridSystem, hybrid_fit
 from tasks.results import FeatureBlocks, MergedRows, SplitRows, StatsRefs, TrainedModel
 from tasks.ridge import (
     BlockScores,
@@ -38,6 +37,10 @@ from tasks.scoring import clipped, regression_metrics
 from tasks.stage import stage
 from tasks.support import rmse_by_movie_support
 from tasks.store import Store, get_array
+
+if TYPE_CHECKING:  # the fm and the hybrid (scipy) are imported where they are fitted: a cached run never loads them
+    from tasks.fm import FMFit
+    from tasks.hybrid import HybridFit
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,8 @@ def ridge_path(
 
 def hybrid_path(U: np.ndarray, M: np.ndarray, rows: Rows, alphas: list[float], ids, id_alpha: float) -> Iterator[HybridFit]:
     """A hybrid fit per alpha, each warm-started from the previous solution."""
+    from tasks.hybrid import HybridSystem, hybrid_fit
+
     system = HybridSystem(U, M, rows.user_idx, rows.movie_idx, rows.y, "user_id" in ids, "movie_id" in ids)
     theta = None
     for alpha in alphas:
@@ -190,6 +195,8 @@ def evaluate(
     ``scale``: the rating scale (low, high) predictions are clipped to before scoring."""
     fitting = rows.take(train)
     if fm is not None:
+        from tasks.fm import fit_fm
+
         fit = fit_fm(U, M, fitting.user_idx, fitting.movie_idx, fitting.y, **fm)
         fit.moments = feature_moments(U, M, row_stats(U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y))
         metrics = {"solver": "fm", "alpha": None, **{k: v for k, v in fm.items() if k in ("rank", "iterations", "seed")}}
