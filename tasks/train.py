@@ -144,12 +144,17 @@ def ridge_path(
     return iter(solve_path(centred_system(U, M, stats), alphas))
 
 
+def hybrid_system(U: np.ndarray, M: np.ndarray, rows: Rows, ids, id_alpha: float) -> HybridSystem:
+    return HybridSystem(U, M, rows.user_idx, rows.movie_idx, rows.y, "user_id" in ids, "movie_id" in ids, id_alpha)
+
+
 def hybrid_path(U: np.ndarray, M: np.ndarray, rows: Rows, alphas: list[float], ids, id_alpha: float) -> Iterator[HybridFit]:
-    """A hybrid fit per alpha, each warm-started from the previous solution."""
-    system = HybridSystem(U, M, rows.user_idx, rows.movie_idx, rows.y, "user_id" in ids, "movie_id" in ids)
-    theta = None
+    """A hybrid fit per alpha on one system, each warm-started from the previous alpha's solution."""
+    system = hybrid_system(U, M, rows, ids, id_alpha)
+    start = None
     for alpha in alphas:
-        fit, theta = hybrid_fit(system, alpha, id_alpha, theta)
+        fit = hybrid_fit(system, alpha, start)
+        start = fit.solution
         yield fit
 
 
@@ -200,12 +205,14 @@ def evaluate(
     metrics: dict = {"solver": "hybrid" if ids else solver}
     if ids:
         metrics.update(ids=list(ids), id_alpha=id_alpha)
+        start = None
         if alphas:
-            alpha, metrics["alpha_curve"] = best_alpha(
-                hybrid_path(U, M, fitting.take(~validation), alphas, ids, id_alpha), U, M, fitting.take(validation)
-            )
-        fit = next(hybrid_path(U, M, fitting, [alpha], ids, id_alpha))
-        train_stats = row_stats(U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y)
+            path = list(hybrid_path(U, M, fitting.take(~validation), alphas, ids, id_alpha))
+            alpha, metrics["alpha_curve"] = best_alpha(path, U, M, fitting.take(validation))
+            metrics["cg_iterations_path"] = [fit.iterations for fit in path]
+            start = next(fit.solution for fit in path if fit.alpha == alpha)  # the same alpha without the validation rows
+        system = hybrid_system(U, M, fitting, ids, id_alpha)
+        fit, train_stats = hybrid_fit(system, alpha, start), system.stats
         metrics["cg_iterations"] = fit.iterations
     else:
         if solver == "factorized" and stats is None:
