@@ -136,13 +136,12 @@ def fitted_metrics(
     train: np.ndarray, test: np.ndarray, scale: tuple[float, float] | list[float] | None = None,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
     """The metrics of fitted baselines on both sides (predictions clipped to ``scale`` when given);
-    predictions are made one baseline and one side at a time, so memory stays at one side's rows."""
-    out = {}
-    for name, scores in fitted.items():
-        figures = {}
-        for side, rows in (("train", train), ("test", test)):
-            pred = clipped(scores.predict(user_idx[rows], movie_idx[rows]), scale)
-            for metric, value in regression_metrics(y[rows], pred).items():
-                figures[f"{side}_{metric}"] = value
-        out[name] = figures
+    one side's rows are gathered once for every baseline, and one prediction is alive at a time."""
+    out: dict[str, dict[str, float]] = {name: {} for name in fitted}
+    for side, rows in (("train", train), ("test", test)):
+        users, movies, ratings = user_idx[rows], movie_idx[rows], y[rows]
+        for name, scores in fitted.items():
+            pred = clipped(scores.predict(users, movies), scale)
+            for metric, value in regression_metrics(ratings, pred).items():
+                out[name][f"{side}_{metric}"] = value
     return out

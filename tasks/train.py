@@ -199,7 +199,7 @@ def evaluate(
         fit.moments = feature_moments(U, M, row_stats(U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y))
         metrics = {"solver": "fm", "alpha": None, **{k: v for k, v in fm.items() if k in ("rank", "iterations", "seed")}}
         metrics.update(text_components=fit.text_components, text_bias=fit.text_bias)
-        return fit, score(fit, U, M, rows, train, test, metrics, predictions, scale)
+        return fit, score(fit, U, M, {"train": fitting, "test": rows.take(test)}, metrics, predictions, scale)
     if alphas and validation is None:
         raise ValueError("evaluate: alphas need a validation mask over the train rows")
     metrics: dict = {"solver": "hybrid" if ids else solver}
@@ -232,19 +232,17 @@ def evaluate(
             fit = solve(centred_system(U, M, train_stats), alpha)
     fit.moments = feature_moments(U, M, train_stats)
     metrics["alpha"] = alpha
-    return fit, score(fit, U, M, rows, train, test, metrics, predictions, scale)
+    return fit, score(fit, U, M, {"train": fitting, "test": rows.take(test)}, metrics, predictions, scale)
 
 
 def score(
-    fit: BlockScores | FMFit, U: np.ndarray, M: np.ndarray, rows: Rows, train: np.ndarray, test: np.ndarray,
-    metrics: dict, predictions: dict[str, np.ndarray] | None = None,
-    scale: tuple[float, float] | list[float] | None = None,
+    fit: BlockScores | FMFit, U: np.ndarray, M: np.ndarray, sides: dict[str, Rows], metrics: dict,
+    predictions: dict[str, np.ndarray] | None = None, scale: tuple[float, float] | list[float] | None = None,
 ) -> dict:  # fmt: skip
-    """Add the model's and the global-mean baseline's R², RMSE, MAE on both sides to ``metrics``
-    (and the predictions of each side to ``predictions`` when given)."""
-    global_mean = float(np.mean(rows.y[train], dtype=np.float64))
-    for side, positions in (("train", train), ("test", test)):
-        part = rows.take(positions)
+    """Add the model's and the global-mean baseline's R², RMSE, MAE on both sides ({'train': rows,
+    'test': rows}) to ``metrics`` (and the predictions of each side to ``predictions`` when given)."""
+    global_mean = float(np.mean(sides["train"].y, dtype=np.float64))
+    for side, part in sides.items():
         pred = clipped(fit.predict(U, M, part.user_idx, part.movie_idx), scale)
         if predictions is not None:
             predictions[side] = pred

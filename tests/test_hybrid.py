@@ -87,3 +87,21 @@ def test_evaluate_refits_the_chosen_alpha_from_the_path():
     cold = hybrid_fit(HybridSystem(U, M, u[train], m[train], y[train], True, True, 10.0), metrics["alpha"])
     assert metrics["cg_iterations"] < cold.iterations
     np.testing.assert_allclose(fit.predict(U, M, u, m), cold.predict(U, M, u, m), atol=1e-8)
+
+
+def test_count_matrix_of_rows_grouped_by_user_or_not():
+    """Rows grouped by user become the CSR arrays as they are; any order, repeated pairs included,
+    gives the same products."""
+    from tasks.cg import count_matrix
+
+    rng = np.random.default_rng(3)
+    u, m = rng.integers(0, 20, 500), rng.integers(0, 15, 500)
+    u[1], m[1] = u[0], m[0]  # a repeated pair
+    dense = np.zeros((25, 15))
+    np.add.at(dense, (u, m), 1.0)
+    order = np.argsort(u, kind="stable")
+    x = rng.normal(size=15)
+    for users, movies in ((u, m), (u[order], m[order])):
+        counts = count_matrix(users, movies, 25, 15)
+        np.testing.assert_allclose(counts @ x, dense @ x, atol=1e-12)
+        np.testing.assert_allclose(counts.T @ np.arange(25.0), dense.T @ np.arange(25.0), atol=1e-12)
