@@ -62,3 +62,16 @@ def test_bias_model_stops_early_at_the_fixed_point_of_many_alternating_sweeps():
     assert model.iterations <= 15
     np.testing.assert_allclose(model.user_bias, b_u, atol=1e-9)
     np.testing.assert_allclose(model.movie_bias, b_m, atol=1e-9)
+
+
+def test_bias_model_without_penalty_leaves_unrated_users_and_movies_at_zero():
+    rng = np.random.default_rng(2)
+    u, m = rng.integers(0, 5, 100), rng.integers(0, 4, 100)
+    y = rng.normal(3.0, 1.0, 100)
+    model = fit_bias_model(u, m, y, 7, 6, reg_user=0.0, reg_movie=0.0)  # users 5, 6 and movies 4, 5 have no rows
+    assert np.isfinite(model.user_bias).all() and np.isfinite(model.movie_bias).all()
+    np.testing.assert_array_equal(model.user_bias[5:], 0.0)
+    np.testing.assert_array_equal(model.movie_bias[4:], 0.0)
+    resid = y - model.predict(u, m)  # and the rest is the unpenalized least-squares fit
+    np.testing.assert_allclose(np.bincount(u, weights=resid), 0.0, atol=1e-8)
+    np.testing.assert_allclose(np.bincount(m, weights=resid), 0.0, atol=1e-8)
