@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from tasks.cg import conjugate_gradients, count_matrix
 from tasks.ridge import BlockScores, FeatureMoments, RowStats
@@ -115,7 +116,10 @@ class HybridSystem:
         """The exact inverse of the (b, w, c) block (no user biases): the Schur block's Cholesky factor
         for (b, w), then the movie biases from their diagonal."""
         block = self.schur_block + np.diag(np.r_[0.0, np.full(self.d, alpha)])
-        factor = scipy.linalg.cho_factor(block + 1e-12 * np.eye(len(block)))
+        # One thread: OpenBLAS's threaded factorization of a matrix this small took 70-190 ms on 2 busy
+        # cores (inside a Prefect task), one thread 12 ms.
+        with threadpool_limits(1, user_api="blas"):
+            factor = scipy.linalg.cho_factor(block + 1e-12 * np.eye(len(block)))
         head, d_u, n_m, dm, ctu, M = self.head, self.d_u, self.n_m, self.movie_scale, self.stats.ctu, self.M
 
         def solve(r: np.ndarray) -> np.ndarray:
