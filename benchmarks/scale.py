@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py                       # profile201, ml1m, ml25m
     .venv/bin/python benchmarks/scale.py --sets profile201 ml1m
+    .venv/bin/python benchmarks/scale.py --sets ml25m --work /tmp/bench-scale   # keep data + embeddings
 
 For each set: the project's cold run embeds every text once (the per-text store is then shared by both
 paths, so the fit figures are "embeddings cached"); each path then runs in a fresh process, which
@@ -10,7 +11,9 @@ what the notebook did: pandas frames with embedding lists, merge, dropna, one-ho
 feature frame, ``Ridge(alpha=5)``. It runs under an address-space cap (``--notebook-memory-gb``); for
 the 25M set it is not run and the memory its matrix alone would need is reported. Embedding speed is
 compared on the same texts: the notebook's loop (chunks of 256, default batch, float32) against the
-project's (distinct texts, sorted by length, bfloat16 where native).
+project's (distinct texts, sorted by length, bfloat16 where native). With ``--work DIR`` the generated
+data and the per-text store stay in DIR/<set>/ for the next run: the data is generated only once and
+the "cold" run finds its texts already embedded (the timed project run always gets a fresh cache).
 """
 
 from __future__ import annotations
@@ -197,8 +200,11 @@ def prepare(name: str, size: dict, work: Path) -> tuple[Path, Path, dict]:
 
     data_dir, cache_dir = work / name / "data", work / name / "embeddings-cache"
     t = time.perf_counter()
-    write_demo_data(data_dir, users=size["users"], movies=size["movies"], ratings=size["ratings"], seed=0,
-                    layout=size.get("layout", "csv"))  # fmt: skip
+    done = data_dir / ".generated"  # written last: a half-written set is generated again
+    if not done.exists():
+        write_demo_data(data_dir, users=size["users"], movies=size["movies"], ratings=size["ratings"], seed=0,
+                        layout=size.get("layout", "csv"))  # fmt: skip
+        done.touch()
     generated = time.perf_counter() - t
     cold = run_worker("project", data_dir, cache_dir, size["movies_limit"], None)  # embeds every text
     print(f"[{name}] generated in {generated:.1f} s; cold project run: {cold}", flush=True)
@@ -206,6 +212,7 @@ def prepare(name: str, size: dict, work: Path) -> tuple[Path, Path, dict]:
 
 
 def fresh_cache_with(embeddings_from: Path, into: Path) -> Path:
+    shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
     (into / "embeddings").symlink_to(embeddings_from / "embeddings")
     return into
@@ -215,6 +222,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--notebook-memory-gb", type=float, default=18.0)
+    parser.add_argument("--work", type=Path, help="keep generated data and embeddings here between runs")
     parser.add_argument("--worker", nargs=4, metavar=("KIND", "DATA", "CACHE", "LIMIT"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-gb", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -234,7 +242,7 @@ def main() -> None:
 
     rows, speeds = [], []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
         for name in args.sets:
             size = SETS[name]
             data_dir, cache_dir, cold = prepare(name, size, work)
@@ -254,7 +262,8 @@ def main() -> None:
                              "peak RSS GB": round(project["peak RSS GB"] / notebook["peak RSS GB"], 3)})  # fmt: skip
             speeds.append({"set": name, "cold embedding s": cold.get("embedding s (new texts)"),
                            "texts embedded": cold.get("texts embedded"), **embedding_speed(str(data_dir))})  # fmt: skip
-            shutil.rmtree(work / name, ignore_errors=True)
+            if not args.work:
+                shutil.rmtree(work / name, ignore_errors=True)
 
     import pandas as pd
 

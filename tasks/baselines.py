@@ -3,9 +3,14 @@
 - global mean: the training mean for everyone;
 - user mean / movie mean: the training mean of the user's / movie's ratings (the global mean for a
   user or movie without training ratings);
-- bias: the standard regularized user + movie bias model ``r̂ = μ + b_u + b_m``, fitted by
-  alternating least squares (``b_m = Σ(r − μ − b_u) / (λ_m + n_m)``, ``b_u = Σ(r − μ − b_m) / (λ_u + n_u)``),
-  as in Koren's "Factor in the neighbors" and Surprise's ``BaselineOnly`` (λ_u = 15, λ_m = 10, 10 sweeps).
+- bias: the standard regularized user + movie bias model ``r̂ = μ + b_u + b_m`` (μ the training mean),
+  the minimizer of ``Σ (r − μ − b_u − b_m)² + λ_u Σ b_u² + λ_m Σ b_m²`` as in Koren's "Factor in the
+  neighbors" and Surprise's ``BaselineOnly`` (λ_u = 15, λ_m = 10). Surprise approaches it by alternating
+  sweeps (``b_m = Σ(r − μ − b_u) / (λ_m + n_m)``, then ``b_u``), which converge slowly along a few
+  directions (on 5M generated ratings its 10 sweeps leave predictions up to 3e-4 from the minimizer's,
+  ~100 sweeps reach 1e-9); here it is solved by conjugate gradients on the movie biases with the user
+  biases eliminated (the sweeps' own division as preconditioner): 6 iterations there, each two sparse
+  products over the rows like a sweep.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.cg import conjugate_gradients, count_matrix
 from tasks.scoring import clipped, regression_metrics
 
 BASELINES = ("global_mean", "user_mean", "movie_mean", "bias")
@@ -32,6 +38,7 @@ class BiasModel:
     mean: float
     user_bias: np.ndarray
     movie_bias: np.ndarray
+    iterations: int = 0
 
     def predict(self, user_idx: np.ndarray, movie_idx: np.ndarray) -> np.ndarray:
         return self.mean + self.user_bias[user_idx] + self.movie_bias[movie_idx]
@@ -45,20 +52,26 @@ def fit_bias_model(
     n_movies: int,
     reg_user: float = 15.0,
     reg_movie: float = 10.0,
-    iterations: int = 10,
+    tol: float = 1e-10,
 ) -> BiasModel:
-    """Regularized user + movie biases by alternating least squares (O(rows) per iteration)."""
+    """Regularized user + movie biases (see the module docstring), O(rows) per CG iteration, until the
+    remaining error changes the training predictions by about ``tol`` (RMS) or less."""
     y = np.asarray(y, dtype=np.float64)
     mean = float(y.mean())
+    counts = count_matrix(user_idx, movie_idx, n_users, n_movies)
     n_u = np.bincount(user_idx, minlength=n_users)
     n_m = np.bincount(movie_idx, minlength=n_movies)
-    b_u = np.zeros(n_users)
-    b_m = np.zeros(n_movies)
-    residual = y - mean
-    for _ in range(iterations):
-        b_m = np.bincount(movie_idx, weights=residual - b_u[user_idx], minlength=n_movies) / (reg_movie + n_m)
-        b_u = np.bincount(user_idx, weights=residual - b_m[movie_idx], minlength=n_users) / (reg_user + n_u)
-    return BiasModel(mean=mean, user_bias=b_u, movie_bias=b_m)
+    e_u = np.bincount(user_idx, weights=y, minlength=n_users) - mean * n_u  # Σ (r − μ) per user
+    e_m = np.bincount(movie_idx, weights=y, minlength=n_movies) - mean * n_m
+    d_u, d_m = reg_user + n_u, reg_movie + n_m
+    d_u[d_u == 0], d_m[d_m == 0] = 1.0, 1.0  # no rows and no penalty (λ = 0): nothing to fit, bias 0
+    # b_u = (e_u − C b_m) / d_u for given b_m; what remains for b_m: d_m b_m − Cᵀ (C b_m / d_u) = e_m − Cᵀ (e_u / d_u)
+    movie_bias, iterations = conjugate_gradients(
+        lambda b_m: d_m * b_m - counts.T @ ((counts @ b_m) / d_u), lambda r: r / d_m,
+        e_m - counts.T @ (e_u / d_u), np.zeros(n_movies), tol * np.sqrt(max(len(y), 1)), max_iter=1000,
+    )  # fmt: skip
+    user_bias = (e_u - counts @ movie_bias) / d_u
+    return BiasModel(mean=mean, user_bias=user_bias, movie_bias=movie_bias, iterations=iterations)
 
 
 @dataclass
@@ -125,13 +138,12 @@ def fitted_metrics(
     train: np.ndarray, test: np.ndarray, scale: tuple[float, float] | list[float] | None = None,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
     """The metrics of fitted baselines on both sides (predictions clipped to ``scale`` when given);
-    predictions are made one baseline and one side at a time, so memory stays at one side's rows."""
-    out = {}
-    for name, scores in fitted.items():
-        figures = {}
-        for side, rows in (("train", train), ("test", test)):
-            pred = clipped(scores.predict(user_idx[rows], movie_idx[rows]), scale)
-            for metric, value in regression_metrics(y[rows], pred).items():
-                figures[f"{side}_{metric}"] = value
-        out[name] = figures
+    one side's rows are gathered once for every baseline, and one prediction is alive at a time."""
+    out: dict[str, dict[str, float]] = {name: {} for name in fitted}
+    for side, rows in (("train", train), ("test", test)):
+        users, movies, ratings = user_idx[rows], movie_idx[rows], y[rows]
+        for name, scores in fitted.items():
+            pred = clipped(scores.predict(users, movies), scale)
+            for metric, value in regression_metrics(ratings, pred).items():
+                out[name][f"{side}_{metric}"] = value
     return out

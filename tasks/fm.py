@@ -119,7 +119,7 @@ class MovieBiases:
     def of(cls, user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray, n_movies: int, folds: int = 5, seed: int = 0):
         from tasks.baselines import fit_bias_model
 
-        bias = fit_bias_model(user_idx, movie_idx, y, int(user_idx.max()) + 1, n_movies, iterations=5)
+        bias = fit_bias_model(user_idx, movie_idx, y, int(user_idx.max()) + 1, n_movies)  # the minimizer (CG)
         counts = np.bincount(movie_idx, minlength=n_movies)
         rated = np.flatnonzero(counts > 0)
         weight = counts[rated] / (counts[rated] + 10.0)

@@ -21,6 +21,23 @@ from tasks.store import Store, get_array, get_table
 log = logging.getLogger(__name__)
 
 
+def positions(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The position of each value among ``ids`` (unique), -1 where absent. Small non-negative integer
+    ids (MovieLens') go through a lookup table, one gather per value; others through a hash index."""
+    ids, values = np.asarray(ids), np.asarray(values)
+    integers = ids.dtype.kind in "iu" and values.dtype.kind in "iu" and len(ids) > 0 and len(values) > 0
+    if not integers or ids.min() < 0 or ids.max() > 8 * len(ids) + (1 << 20):
+        return pd.Index(ids).get_indexer(values)
+    table = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
+    table[ids] = np.arange(len(ids))
+    if values.min() >= 0 and values.max() < len(table):
+        return table[values]
+    inside = (values >= 0) & (values < len(table))
+    out = np.full(len(values), -1, dtype=np.int64)
+    out[inside] = table[values[inside]]
+    return out
+
+
 def merge_ratings(
     ratings: pd.DataFrame,
     users: pd.DataFrame,
@@ -30,21 +47,20 @@ def merge_ratings(
 ) -> pd.DataFrame:
     """ratings ⋈ users ⋈ movies on ids → ``user_idx``, ``movie_idx`` (int32), ``rating`` (float32)
     [, ``timestamp``], without rows whose user or movie is unknown or whose movie lacks an embedding."""
-    user_idx = pd.Index(users["user_id"]).get_indexer(ratings["user_id"])
-    movie_idx = pd.Index(movies["movie_id"]).get_indexer(ratings["movie_id"])
+    user_idx = positions(users["user_id"].to_numpy(), ratings["user_id"].to_numpy())
+    movie_idx = positions(movies["movie_id"].to_numpy(), ratings["movie_id"].to_numpy())
     known = (user_idx >= 0) & (movie_idx >= 0)
-    embedded = np.zeros(len(ratings), dtype=bool)
-    embedded[known] = np.asarray(movie_has_embedding, dtype=bool)[movie_idx[known]]
+    embedded = np.append(np.asarray(movie_has_embedding, dtype=bool), False)[movie_idx]  # -1 (unknown): False
     keep = known & embedded
-    rows = pd.DataFrame(
-        {
-            "user_idx": user_idx[keep].astype(np.int32),
-            "movie_idx": movie_idx[keep].astype(np.int32),
-            "rating": ratings["rating"].to_numpy(dtype=np.float32)[keep],
-        }
-    )
+    kept = slice(None) if keep.all() else keep  # the usual case keeps every row: views, no boolean gathers
+    columns = {
+        "user_idx": user_idx[kept].astype(np.int32),
+        "movie_idx": movie_idx[kept].astype(np.int32),
+        "rating": ratings["rating"].to_numpy(dtype=np.float32)[kept],
+    }
     if "timestamp" in ratings.columns:
-        rows["timestamp"] = ratings["timestamp"].to_numpy()[keep]
+        columns["timestamp"] = ratings["timestamp"].to_numpy()[kept]
+    rows = pd.DataFrame(columns, copy=False)
     n_unknown = int((~known).sum())
     n_no_embedding = int((known & ~embedded).sum())
     logger.info(

@@ -46,7 +46,7 @@ def metrics_document(
         "solver": metrics["solver"],
         "kind": metrics["kind"],
         **{k: metrics[k] for k in ("rank", "iterations", "text_components", "text_bias") if k in metrics},
-        **{k: metrics[k] for k in ("ids", "id_alpha", "cg_iterations") if k in metrics},
+        **{k: metrics[k] for k in ("ids", "id_alpha", "cg_iterations", "cg_iterations_path") if k in metrics},
         **{k: metrics[k] for k in ("alpha_curve", "alpha_at_grid_edge") if k in metrics},
         "top_features": [{"name": t["name"], "coef": t["coef"]} for t in trained.top],
         "top_standardized": [

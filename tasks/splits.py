@@ -30,7 +30,9 @@ def split_rows(n_rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np
         raise InputError(f"split: cannot split {n_rows} row(s) into train and test")
     order = np.random.default_rng(seed).permutation(n_rows)
     n_test = min(max(int(round(n_rows * test_size)), 1), n_rows - 1)
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
+    in_test = np.zeros(n_rows, dtype=bool)
+    in_test[order[:n_test]] = True  # sorted positions from a mask: O(rows), where sorting was O(rows log rows)
+    return np.flatnonzero(~in_test), np.flatnonzero(in_test)
 
 
 def split_by_group(group: np.ndarray, test_size: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -40,7 +40,7 @@ from tasks.store import Store, get_array
 
 if TYPE_CHECKING:  # the fm and the hybrid (scipy) are imported where they are fitted: a cached run never loads them
     from tasks.fm import FMFit
-    from tasks.hybrid import HybridFit
+    from tasks.hybrid import HybridFit, HybridSystem
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +147,21 @@ def ridge_path(
     return iter(solve_path(centred_system(U, M, stats), alphas))
 
 
-def hybrid_path(U: np.ndarray, M: np.ndarray, rows: Rows, alphas: list[float], ids, id_alpha: float) -> Iterator[HybridFit]:
-    """A hybrid fit per alpha, each warm-started from the previous solution."""
-    from tasks.hybrid import HybridSystem, hybrid_fit
+def hybrid_system(U: np.ndarray, M: np.ndarray, rows: Rows, ids, id_alpha: float) -> HybridSystem:
+    from tasks.hybrid import HybridSystem
 
-    system = HybridSystem(U, M, rows.user_idx, rows.movie_idx, rows.y, "user_id" in ids, "movie_id" in ids)
-    theta = None
+    return HybridSystem(U, M, rows.user_idx, rows.movie_idx, rows.y, "user_id" in ids, "movie_id" in ids, id_alpha)
+
+
+def hybrid_path(U: np.ndarray, M: np.ndarray, rows: Rows, alphas: list[float], ids, id_alpha: float) -> Iterator[HybridFit]:
+    """A hybrid fit per alpha on one system, each warm-started from the previous alpha's solution."""
+    from tasks.hybrid import hybrid_fit
+
+    system = hybrid_system(U, M, rows, ids, id_alpha)
+    start = None
     for alpha in alphas:
-        fit, theta = hybrid_fit(system, alpha, id_alpha, theta)
+        fit = hybrid_fit(system, alpha, start)
+        start = fit.solution
         yield fit
 
 
@@ -201,18 +208,22 @@ def evaluate(
         fit.moments = feature_moments(U, M, row_stats(U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y))
         metrics = {"solver": "fm", "alpha": None, **{k: v for k, v in fm.items() if k in ("rank", "iterations", "seed")}}
         metrics.update(text_components=fit.text_components, text_bias=fit.text_bias)
-        return fit, score(fit, U, M, rows, train, test, metrics, predictions, scale)
+        return fit, score(fit, U, M, {"train": fitting, "test": rows.take(test)}, metrics, predictions, scale)
     if alphas and validation is None:
         raise ValueError("evaluate: alphas need a validation mask over the train rows")
     metrics: dict = {"solver": "hybrid" if ids else solver}
     if ids:
+        from tasks.hybrid import hybrid_fit
+
         metrics.update(ids=list(ids), id_alpha=id_alpha)
+        start = None
         if alphas:
-            alpha, metrics["alpha_curve"] = best_alpha(
-                hybrid_path(U, M, fitting.take(~validation), alphas, ids, id_alpha), U, M, fitting.take(validation)
-            )
-        fit = next(hybrid_path(U, M, fitting, [alpha], ids, id_alpha))
-        train_stats = row_stats(U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y)
+            path = list(hybrid_path(U, M, fitting.take(~validation), alphas, ids, id_alpha))
+            alpha, metrics["alpha_curve"] = best_alpha(path, U, M, fitting.take(validation))
+            metrics["cg_iterations_path"] = [fit.iterations for fit in path]
+            start = next(fit.solution for fit in path if fit.alpha == alpha)  # the same alpha without the validation rows
+        system = hybrid_system(U, M, fitting, ids, id_alpha)
+        fit, train_stats = hybrid_fit(system, alpha, start), system.stats
         metrics["cg_iterations"] = fit.iterations
     else:
         if solver == "factorized" and stats is None:
@@ -232,19 +243,17 @@ def evaluate(
             fit = solve(centred_system(U, M, train_stats), alpha)
     fit.moments = feature_moments(U, M, train_stats)
     metrics["alpha"] = alpha
-    return fit, score(fit, U, M, rows, train, test, metrics, predictions, scale)
+    return fit, score(fit, U, M, {"train": fitting, "test": rows.take(test)}, metrics, predictions, scale)
 
 
 def score(
-    fit: BlockScores | FMFit, U: np.ndarray, M: np.ndarray, rows: Rows, train: np.ndarray, test: np.ndarray,
-    metrics: dict, predictions: dict[str, np.ndarray] | None = None,
-    scale: tuple[float, float] | list[float] | None = None,
+    fit: BlockScores | FMFit, U: np.ndarray, M: np.ndarray, sides: dict[str, Rows], metrics: dict,
+    predictions: dict[str, np.ndarray] | None = None, scale: tuple[float, float] | list[float] | None = None,
 ) -> dict:  # fmt: skip
-    """Add the model's and the global-mean baseline's R², RMSE, MAE on both sides to ``metrics``
-    (and the predictions of each side to ``predictions`` when given)."""
-    global_mean = float(np.mean(rows.y[train], dtype=np.float64))
-    for side, positions in (("train", train), ("test", test)):
-        part = rows.take(positions)
+    """Add the model's and the global-mean baseline's R², RMSE, MAE on both sides ({'train': rows,
+    'test': rows}) to ``metrics`` (and the predictions of each side to ``predictions`` when given)."""
+    global_mean = float(np.mean(sides["train"].y, dtype=np.float64))
+    for side, part in sides.items():
         pred = clipped(fit.predict(U, M, part.user_idx, part.movie_idx), scale)
         if predictions is not None:
             predictions[side] = pred

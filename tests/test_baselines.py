@@ -28,7 +28,7 @@ def test_bias_model_solves_the_regularized_least_squares():
     rng = np.random.default_rng(0)
     u, m = rng.integers(0, 6, 200), rng.integers(0, 5, 200)
     y = 3.5 + rng.normal(0, 0.5, 6)[u] + rng.normal(0, 0.7, 5)[m] + rng.normal(0, 0.3, 200)
-    model = fit_bias_model(u, m, y, 6, 5, reg_user=3.0, reg_movie=2.0, iterations=200)
+    model = fit_bias_model(u, m, y, 6, 5, reg_user=3.0, reg_movie=2.0)
     # Stationarity of  Σ (y − μ − b_u − b_m)² + λ_u Σ b_u² + λ_m Σ b_m²  with μ fixed at the mean.
     resid = y - model.predict(u, m)
     np.testing.assert_allclose(np.bincount(u, weights=resid, minlength=6), 3.0 * model.user_bias, atol=1e-8)
@@ -45,3 +45,33 @@ def test_metrics_per_baseline_and_side():
     user_pred = np.array([3.0, mean, 4.0])
     assert out["user_mean"]["test_mae"] == pytest.approx(np.mean(np.abs(Y[TEST] - user_pred)))
     assert set(out["bias"]) == {"train_rmse", "train_mae", "train_r2", "test_rmse", "test_mae", "test_r2"}
+
+
+def test_bias_model_stops_early_at_the_fixed_point_of_many_alternating_sweeps():
+    """Conjugate gradients reach, in a few iterations, what Surprise's alternating sweeps approach
+    (1,000 sweeps here): the same biases to 1e-9."""
+    rng = np.random.default_rng(1)
+    u, m = rng.integers(0, 300, 8000), rng.integers(0, 200, 8000)
+    y = np.clip(np.rint(3.5 + rng.normal(0, 0.5, 300)[u] + rng.normal(0, 0.7, 200)[m] + rng.normal(0, 1, 8000)), 1, 5)
+    model = fit_bias_model(u, m, y, 300, 200, reg_user=15.0, reg_movie=10.0)
+    n_u, n_m = np.bincount(u, minlength=300), np.bincount(m, minlength=200)
+    b_u, b_m = np.zeros(300), np.zeros(200)
+    for _ in range(1000):
+        b_m = np.bincount(m, weights=y - y.mean() - b_u[u], minlength=200) / (10.0 + n_m)
+        b_u = np.bincount(u, weights=y - y.mean() - b_m[m], minlength=300) / (15.0 + n_u)
+    assert model.iterations <= 15
+    np.testing.assert_allclose(model.user_bias, b_u, atol=1e-9)
+    np.testing.assert_allclose(model.movie_bias, b_m, atol=1e-9)
+
+
+def test_bias_model_without_penalty_leaves_unrated_users_and_movies_at_zero():
+    rng = np.random.default_rng(2)
+    u, m = rng.integers(0, 5, 100), rng.integers(0, 4, 100)
+    y = rng.normal(3.0, 1.0, 100)
+    model = fit_bias_model(u, m, y, 7, 6, reg_user=0.0, reg_movie=0.0)  # users 5, 6 and movies 4, 5 have no rows
+    assert np.isfinite(model.user_bias).all() and np.isfinite(model.movie_bias).all()
+    np.testing.assert_array_equal(model.user_bias[5:], 0.0)
+    np.testing.assert_array_equal(model.movie_bias[4:], 0.0)
+    resid = y - model.predict(u, m)  # and the rest is the unpenalized least-squares fit
+    np.testing.assert_allclose(np.bincount(u, weights=resid), 0.0, atol=1e-8)
+    np.testing.assert_allclose(np.bincount(m, weights=resid), 0.0, atol=1e-8)

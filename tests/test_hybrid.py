@@ -8,6 +8,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from tasks.hybrid import HybridSystem, hybrid_fit
+from tasks.train import Rows, evaluate
 from tests.test_features_train import random_problem
 
 
@@ -21,8 +22,7 @@ def one_hot(index: np.ndarray, size: int) -> np.ndarray:
 @pytest.mark.parametrize("alpha, id_alpha", [(1.0, 10.0), (5.0, 0.5)])
 def test_hybrid_equals_sklearn_with_one_hot_ids(ids, alpha, id_alpha):
     U, M, u, m, y = random_problem(seed=21, n_users=40, n_movies=30, n_rows=900)
-    system = HybridSystem(U, M, u, m, y, "user_id" in ids, "movie_id" in ids)
-    fit, _ = hybrid_fit(system, alpha, id_alpha)
+    fit = hybrid_fit(HybridSystem(U, M, u, m, y, "user_id" in ids, "movie_id" in ids, id_alpha), alpha)
     # A column scaled by s under penalty α is a column with penalty α / s²: s = sqrt(α / α_id).
     s = np.sqrt(alpha / id_alpha)
     blocks = [U[u], M[m]]
@@ -46,5 +46,62 @@ def test_hybrid_equals_sklearn_with_one_hot_ids(ids, alpha, id_alpha):
 def test_unseen_ids_get_zero_bias():
     U, M, u, m, y = random_problem(seed=2, n_users=30, n_movies=20, n_rows=300)
     keep = m != 7
-    fit, _ = hybrid_fit(HybridSystem(U, M, u[keep], m[keep], y[keep], True, True), 1.0, 5.0)
+    fit = hybrid_fit(HybridSystem(U, M, u[keep], m[keep], y[keep], True, True, 5.0), 1.0)
     assert fit.movie_bias[7] == pytest.approx(0.0, abs=1e-10)
+
+
+def test_tolerance_bounds_the_prediction_error():
+    """``tol`` is about the RMS error left in the training predictions; a looser one stops sooner."""
+    U, M, u, m, y = random_problem(seed=5, n_users=200, n_movies=150, n_rows=6000)
+    system = HybridSystem(U, M, u, m, y, True, True, 10.0)
+    s = np.sqrt(1.0 / 10.0)
+    X = np.hstack([U[u], M[m], s * one_hot(u, 200), s * one_hot(m, 150)])
+    reference = Ridge(alpha=1.0, solver="cholesky").fit(X, y).predict(X)
+    iterations = []
+    for tol in (1e-4, 1e-7, 1e-10):
+        fit = hybrid_fit(system, 1.0, tol=tol)
+        assert np.sqrt(np.mean((fit.predict(U, M, u, m) - reference) ** 2)) <= 10 * tol
+        iterations.append(fit.iterations)
+    assert iterations == sorted(iterations) and iterations[0] < iterations[-1] <= 30
+
+
+def test_warm_start_from_a_neighbouring_alpha_gives_the_same_fit_sooner():
+    U, M, u, m, y = random_problem(seed=6, n_users=200, n_movies=150, n_rows=6000)
+    system = HybridSystem(U, M, u, m, y, True, True, 10.0)
+    cold = hybrid_fit(system, 10.0)
+    warm = hybrid_fit(system, 10.0, x0=hybrid_fit(system, 1.0).solution)
+    assert warm.iterations < cold.iterations
+    np.testing.assert_allclose(warm.predict(U, M, u, m), cold.predict(U, M, u, m), atol=1e-8)
+
+
+def test_evaluate_refits_the_chosen_alpha_from_the_path():
+    """The final fit on all training rows starts from the chosen alpha's solution without the
+    validation rows, and ends where a cold fit ends."""
+    U, M, u, m, y = random_problem(seed=7, n_users=200, n_movies=150, n_rows=6000)
+    rows = Rows(u, m, y)
+    train, test = np.arange(5000), np.arange(5000, 6000)
+    validation = np.random.default_rng(0).random(5000) < 0.1
+    fit, metrics = evaluate(U, M, rows, train, test, alpha=5.0, alphas=[0.1, 10.0, 1000.0], validation=validation,
+                            ids=["user_id", "movie_id"], id_alpha=10.0)  # fmt: skip
+    assert len(metrics["cg_iterations_path"]) == 3
+    cold = hybrid_fit(HybridSystem(U, M, u[train], m[train], y[train], True, True, 10.0), metrics["alpha"])
+    assert metrics["cg_iterations"] < cold.iterations
+    np.testing.assert_allclose(fit.predict(U, M, u, m), cold.predict(U, M, u, m), atol=1e-8)
+
+
+def test_count_matrix_of_rows_grouped_by_user_or_not():
+    """Rows grouped by user become the CSR arrays as they are; any order, repeated pairs included,
+    gives the same products."""
+    from tasks.cg import count_matrix
+
+    rng = np.random.default_rng(3)
+    u, m = rng.integers(0, 20, 500), rng.integers(0, 15, 500)
+    u[1], m[1] = u[0], m[0]  # a repeated pair
+    dense = np.zeros((25, 15))
+    np.add.at(dense, (u, m), 1.0)
+    order = np.argsort(u, kind="stable")
+    x = rng.normal(size=15)
+    for users, movies in ((u, m), (u[order], m[order])):
+        counts = count_matrix(users, movies, 25, 15)
+        np.testing.assert_allclose(counts @ x, dense @ x, atol=1e-12)
+        np.testing.assert_allclose(counts.T @ np.arange(25.0), dense.T @ np.arange(25.0), atol=1e-12)

@@ -217,3 +217,17 @@ def test_streaming_reader_defers_bad_files_to_the_exact_reader(tmp_path, name):
     else:
         root, _ = write_bad(tmp_path / name, name)
     assert read_ratings_fast(root / "ratings.csv", (1.0, 5.0)) is None
+
+
+@pytest.mark.parametrize("pairs, unique", [
+    ([(1, 10), (1, 20), (2, 10), (3, 5)], True),  # sorted by user, then movie: the one-pass check
+    ([(2, 10), (1, 20), (1, 10), (3, 5)], True),  # unsorted: every pair hashed
+    ([(1, 10), (1, 20), (1, 20), (3, 5)], False),  # sorted, a pair repeated next to itself
+    ([(1, 20), (3, 5), (1, 10), (1, 20)], False),  # unsorted, repeated far apart
+])  # fmt: skip
+def test_streaming_reader_finds_repeated_pairs_sorted_or_not(tmp_path, pairs, unique):
+    from tasks.load import read_ratings_fast
+
+    path = tmp_path / "ratings.csv"
+    path.write_text("user_id,movie_id,rating\n" + "".join(f"{u},{m},4\n" for u, m in pairs))
+    assert (read_ratings_fast(path) is not None) == unique

@@ -79,3 +79,15 @@ def test_unknown_ids_are_dropped_in_merge_too(hash_encoder):
 def test_nothing_left_is_a_clear_error():
     with pytest.raises(InputError, match="no ratings left"):
         merge_ratings(RATINGS, USERS, MOVIES, np.zeros(len(MOVIES), dtype=bool))
+
+
+
+@pytest.mark.parametrize("ids", [np.array([7, 3, 11]), np.array([7, 3, 11]) + 10**12, np.array(["7", "3", "11"])])
+def test_positions_by_lookup_table_or_hash(ids):
+    """Small ids take the lookup table, huge or text ones the hash index: the same positions."""
+    from tasks.merge import positions
+
+    values = np.array([11, 7, 7, 3, 8, -1, 12, 500])
+    values = values.astype(str) if ids.dtype.kind == "U" else values + (ids[0] - 7)
+    np.testing.assert_array_equal(positions(ids, values), [2, 0, 0, 1, -1, -1, -1, -1])
+    np.testing.assert_array_equal(positions(ids, values), pd.Index(ids).get_indexer(values))
