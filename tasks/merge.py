@@ -75,9 +75,12 @@ def merge_ratings(
 
 @stage("merge", result=MergedRows)
 def merged_rows(loaded: LoadedData, vectors: dict[str, EmbeddedField], cache_dir: str) -> MergedRows:
-    """Join the loaded tables; a movie counts as embedded when every field has a vector."""
+    """Join the loaded tables; a movie counts as embedded when every field has a vector. The
+    timestamps are stored apart from the rows (see ``MergedRows``)."""
     present = np.logical_and.reduce([get_array(v.present) for v in vectors.values()])
     rows = merge_ratings(
         get_table(loaded.ratings), get_table(loaded.users), get_table(loaded.movies), present, run_logger(log)
     )
-    return MergedRows(rows=Store(cache_dir).put_table(rows), n_rows=len(rows))
+    store = Store(cache_dir)
+    timestamps = store.put_array(rows.pop("timestamp").to_numpy()) if "timestamp" in rows.columns else None
+    return MergedRows(rows=store.put_table(rows), n_rows=len(rows), timestamps=timestamps)

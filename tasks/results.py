@@ -57,10 +57,13 @@ class EmbeddedField(Result):
 
 
 class MergedRows(Result):
-    """Ratings joined to users and movies: user_idx, movie_idx, rating[, timestamp]."""
+    """Ratings joined to users and movies: ``rows`` holds user_idx, movie_idx, rating; the rows'
+    timestamps, when the ratings have them, are an array of their own (only split.strategy=time reads
+    them, so the other stages never read or write them)."""
 
     rows: StoredRef
     n_rows: int
+    timestamps: StoredRef | None = None
 
     def summary(self) -> str:
         return f"{self.n_rows:,} rows with their user's features and movie's embeddings"

@@ -17,7 +17,7 @@ from tasks.caching import run_logger
 from tasks.errors import InputError
 from tasks.results import MergedRows, SplitRows
 from tasks.stage import stage
-from tasks.store import Store, get_table
+from tasks.store import Store, get_array, get_table
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def validation_part(
 def split_of(rows: MergedRows, split: SplitConfig, validation_size: float, cache_dir: str) -> SplitRows:
     """Train/test positions of the merged rows by split.strategy, reproducible from split.seed, and the
     validation part of the training rows (same strategy, seed + 1) that scores model.alphas."""
-    table = get_table(rows.rows)
-    timestamp = table["timestamp"].to_numpy() if "timestamp" in table.columns else None
+    table = get_table(rows.rows, columns=["user_idx", "movie_idx"])  # the ratings are not read here
+    timestamp = get_array(rows.timestamps) if split.strategy == "time" and rows.timestamps else None
     user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
     train, test = split_positions(split.strategy, user_idx, movie_idx, timestamp, split.test_size, split.seed)
     validation = validation_part(

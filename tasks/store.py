@@ -58,7 +58,9 @@ class Store:
 
     def put_table(self, frame: pd.DataFrame) -> StoredRef:
         buf = io.BytesIO()
-        frame.to_parquet(buf, index=False, engine="pyarrow")
+        # Uncompressed: the 25M-row tables are read back by three stages, and Snappy's decoding took
+        # ~1.7 s of each 2 s read (writing 1.6 s instead of 1.0 s) for files only ~20 % smaller.
+        frame.to_parquet(buf, index=False, engine="pyarrow", compression="none")
         return self._put(buf.getvalue(), "parquet", "table", rows=len(frame), columns=[str(c) for c in frame.columns])
 
     def put_array(self, array: np.ndarray) -> StoredRef:
@@ -128,8 +130,9 @@ def _broken(path: str, kind: str, sha256: str) -> list[str]:
     return []
 
 
-def get_table(ref: Ref, verify: bool = True) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(get_bytes(ref, verify)), engine="pyarrow")
+def get_table(ref: Ref, verify: bool = True, columns: list[str] | None = None) -> pd.DataFrame:
+    """A stored table (``columns``: only these; the whole file is still read to check its sha256)."""
+    return pd.read_parquet(io.BytesIO(get_bytes(ref, verify)), engine="pyarrow", columns=columns)
 
 
 def get_array(ref: Ref, verify: bool = True) -> np.ndarray:
