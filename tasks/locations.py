@@ -95,17 +95,6 @@ def read_bytes(location: str) -> bytes:
     return fs.cat_file(path)
 
 
-def is_file(location: str) -> bool:
-    if not is_remote(location):
-        return local_path(location).is_file()
-    fs, path = filesystem(location)
-    fs.invalidate_cache(path.rsplit("/", 1)[0])  # other processes write here: no stale listing
-    try:
-        return fs.isfile(path)
-    except FileNotFoundError:
-        return False
-
-
 def list_files(folder: str, suffix: str) -> list[str]:
     """Locations of the files directly in ``folder`` whose names end with ``suffix``, sorted; none
     when the folder does not exist. Temporary keys of unfinished writes are left out."""
