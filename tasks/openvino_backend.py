@@ -6,12 +6,14 @@ equal to torch float32's (cosine ≥ 0.9999, so they share the per-text store's 
 static int8 weights and activations (nncf, calibrated on a fixed set of generated texts) ~2x, cosine
 ≥ 0.99 — different vectors, so they are stored under their own identity.
 
-How: the model's transformer is converted once (torch → OpenVINO IR, ``model.xml`` + ``model.bin``)
-into ``<cache.dir>/models/openvino/<key>/`` with a manifest of the files' sha256 (on an object store:
-store objects and a manifest, copied into a private local folder to open); later runs read the
-IR without importing torch at all. An IR is an XML graph plus raw weights: reading one never runs
-code. Tokenizing uses the model's ``tokenizer.json`` through ``tokenizers``; pooling (mean or CLS, as
-the model's ``1_Pooling/config.json`` says) and normalizing are done here in NumPy.
+How: the model's transformer is converted once to an OpenVINO IR (``model.xml`` + ``model.bin``; a
+BERT encoder is built from its safetensors weights by ``tasks/bert_graph.py`` in ~0.3 s, other models
+are traced through torch, ~6 s with its imports) into ``<cache.dir>/models/openvino/<key>/`` with a
+manifest of the files' sha256 (on an object store: store objects and a manifest, copied into a
+private local folder to open); later runs read the IR without importing torch at all. An IR is an
+XML graph plus raw weights: reading one never runs code. Tokenizing uses the model's
+``tokenizer.json`` through ``tokenizers``; pooling (mean or CLS, as the model's
+``1_Pooling/config.json`` says) and normalizing are done here in NumPy.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from tasks.atomic import staged_folder
 from tasks.errors import InputError
 from tasks.hashing import sha256_file
 
-EXPORT_VERSION = "1"  # bump when the export below changes: old IRs are then not reused
+EXPORT_VERSION = "2"  # bump when the export below changes: old IRs are then not reused
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 CALIBRATION_SEED = 20261127
 KINDS = ("openvino", "openvino-int8")
@@ -181,12 +183,33 @@ def openvino():
 
 
 def _convert(model_path: str, out_xml: Path, kind: str) -> None:
-    """torch → OpenVINO IR of the transformer (token states out); int8: nncf's static quantization
-    with the transformer preset (SmoothQuant), calibrated on ``calibration_texts``."""
-    import torch
-    from sentence_transformers import SentenceTransformer
+    """The model's transformer as an OpenVINO IR (token states out): built from its weights by
+    ``bert_graph`` for BERT encoders (no torch import), else traced through torch. int8: nncf's static
+    quantization with the transformer preset (SmoothQuant), calibrated on ``calibration_texts``."""
+    from tasks import bert_graph
 
     ov = openvino()
+    try:
+        model = bert_graph.build(model_path)
+    except bert_graph.Unsupported:
+        model = _traced(model_path)
+    if kind == "openvino-int8":
+        with _no_telemetry():
+            import nncf
+
+        tokenize = Tokenize(model_path)
+        texts = calibration_texts()
+        batches = [tokenize(texts[i : i + 8]) for i in range(0, len(texts), 8)]
+        model = nncf.quantize(
+            model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches)
+        )
+    ov.save_model(model, str(out_xml), compress_to_fp16=False)
+
+
+def _traced(model_path: str):
+    """torch → OpenVINO: the sentence-transformers model's transformer traced on two short texts."""
+    import torch
+    from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(model_path, device="cpu", model_kwargs={"attn_implementation": "eager"})
     transformer = st[0].auto_model.eval()
@@ -199,20 +222,9 @@ def _convert(model_path: str, out_xml: Path, kind: str) -> None:
         def forward(self, input_ids, attention_mask, token_type_ids):
             return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
 
-    tokenize = Tokenize(model_path)
-    example = {k: torch.from_numpy(v) for k, v in tokenize(["a short text", "a somewhat longer text"]).items()}
+    example = {k: torch.from_numpy(v) for k, v in Tokenize(model_path)(["a short text", "a somewhat longer text"]).items()}
     with torch.no_grad():
-        model = ov.convert_model(TokenStates(transformer), example_input=example)
-    if kind == "openvino-int8":
-        with _no_telemetry():
-            import nncf
-
-        texts = calibration_texts()
-        batches = [tokenize(texts[i : i + 8]) for i in range(0, len(texts), 8)]
-        model = nncf.quantize(
-            model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches)
-        )
-    ov.save_model(model, str(out_xml), compress_to_fp16=False)
+        return openvino().convert_model(TokenStates(transformer), example_input=example)
 
 
 MODEL_FILES = ("model.xml", "model.bin")

@@ -120,3 +120,73 @@ def test_flow_rmse_is_the_same_with_either_backend(prefect_server, tmp_path, sma
     ov_doc = run_flow(tmp_path / "o", small_csv, extra=["embedding.backend=auto"])
     assert (torch_doc["embedding"]["backend"], ov_doc["embedding"]["backend"]) == ("torch", "openvino")
     assert abs(torch_doc["test_rmse"] - ov_doc["test_rmse"]) < 0.002
+
+
+def _ir_vectors(folder, source, texts) -> np.ndarray:
+    from tasks.openvino_backend import Tokenize, openvino, pool
+
+    core = openvino().Core()
+    compiled = core.compile_model(core.read_model(str(folder / "model.xml")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    features = Tokenize(source.path)(texts)
+    return pool(compiled(features)[0], features["attention_mask"], "mean", True)
+
+
+def test_bert_graph_and_torch_trace_give_torch_float32_vectors(source, texts, reference, tmp_path, monkeypatch):
+    """The IR built from the weights (no torch) and the torch-traced fallback are the same network."""
+    from tasks import bert_graph
+    from tasks.openvino_backend import _convert
+
+    (tmp_path / "built").mkdir()
+    _convert(source.path, tmp_path / "built" / "model.xml", "openvino")
+    monkeypatch.setattr(bert_graph, "build", lambda path: (_ for _ in ()).throw(bert_graph.Unsupported("test")))
+    (tmp_path / "traced").mkdir()
+    _convert(source.path, tmp_path / "traced" / "model.xml", "openvino")
+    built, traced = _ir_vectors(tmp_path / "built", source, texts), _ir_vectors(tmp_path / "traced", source, texts)
+    assert cosines(built, reference).min() >= 0.99999 and cosines(traced, reference).min() >= 0.99999
+    assert np.abs(built - traced).max() < 1e-4
+    assert '<net name="bert"' in (tmp_path / "built" / "model.xml").read_text()  # bert_graph's, not traced
+    assert '<net name="bert"' not in (tmp_path / "traced" / "model.xml").read_text()
+
+
+def test_bert_graph_conversion_never_imports_torch(source, tmp_path):
+    """A cold run's conversion of a BERT model: no torch, sentence-transformers or transformers import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from tasks.openvino_backend import _convert; "
+        f"_convert({source.path!r}, Path({str(tmp_path / 'model.xml')!r}), 'openvino'); "
+        "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "model.bin").stat().st_size > 80e6  # the weights, float32
+
+
+def test_bert_graph_reads_prefixed_and_half_weights_and_refuses_other_networks(source, texts, reference, tmp_path):
+    """A BertFor… checkpoint ('bert.' names, float16) builds the same encoder; what it cannot build
+    (another architecture, relative positions, .bin weights) is Unsupported, so the torch path runs."""
+    from safetensors.numpy import load_file, save_file
+
+    from tasks import bert_graph
+
+    folder = tmp_path / "prefixed"
+    shutil.copytree(source.path, folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    save_file({f"bert.{k}": v.astype(np.float16) if v.dtype == np.float32 else v for k, v in tensors.items()},
+              str(folder / "model.safetensors"))  # fmt: skip
+    (tmp_path / "ir").mkdir()
+    ov = __import__("tasks.openvino_backend", fromlist=["openvino"]).openvino()
+    ov.save_model(bert_graph.build(folder), str(tmp_path / "ir" / "model.xml"), compress_to_fp16=False)
+    assert cosines(_ir_vectors(tmp_path / "ir", source, texts), reference).min() >= 0.999  # float16 weights
+
+    config = json.loads((folder / "config.json").read_text())
+    for change, why in (({"model_type": "roberta"}, "model_type"), ({"position_embedding_type": "relative_key"},
+                        "position_embedding_type"), ({"hidden_act": "relu"}, "hidden_act")):  # fmt: skip
+        (folder / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(bert_graph.Unsupported, match=why):
+            bert_graph.build(folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(bert_graph.Unsupported, match="no model.safetensors"):
+        bert_graph.build(folder)
