@@ -8,6 +8,7 @@ and a warm run never needs them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -67,11 +68,35 @@ def weights_hash(folder: str | os.PathLike) -> str:
     files = [folder / n for n in WEIGHT_FILES if (folder / n).exists()]
     if not files:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts)
+    return _files_hash(tuple((str(p), *_stat_key(p)) for p in files))
+
+
+def _stat_key(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+@functools.lru_cache(maxsize=8)
+def _files_hash(files: tuple[tuple[str, int, int, int], ...]) -> str:
+    """Per process, by path and stat: a run hashes the 90 MB of weights once (``prehash`` does it
+    while Prefect's server starts), and again only if a file changed."""
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
+    for path, *_ in files:
+        digest.update(Path(path).name.encode())
         digest.update(sha256_file(path).encode())
     return digest.hexdigest()
+
+
+def prehash(name: str) -> None:
+    """Hash a bundled or local model's weights now (a run needs it for the model's identity), while
+    nothing else can happen: the command line calls it while Prefect's temporary server starts.
+    Hub names and errors are left to the run, which reports them."""
+    path = bundled_model_path() if name in BUNDLED_ALIASES else str(Path(name).expanduser().resolve())
+    try:
+        if path and Path(path).is_dir():
+            weights_hash(path)  # the folder as resolve_model names it: the same memo key
+    except OSError:
+        pass
 
 
 def resolve_model(name: str, normalize: bool = True) -> ModelSource:

@@ -89,6 +89,26 @@ def test_missing_local_folder(tmp_path):
         resolve_model(str(tmp_path / "model"))
 
 
+def test_local_model_identity_follows_its_weights_within_one_process(tmp_path):
+    """The weights hash is kept per process (the CLI computes it while Prefect's server starts), but
+    a weights file changed in between gives a new identity: vectors of other weights never mix."""
+    import shutil
+
+    from tasks.encoder import bundled_model_path, prehash
+
+    folder = tmp_path / "model"
+    shutil.copytree(bundled_model_path(), folder)
+    prehash(str(folder))
+    first = resolve_model(str(folder)).identity
+    assert resolve_model(str(folder)).identity == first
+    with open(folder / "model.safetensors", "r+b") as fh:  # same size, other bytes
+        fh.seek(-64, 2)
+        fh.write(bytes(64))
+    changed = resolve_model(str(folder)).identity
+    assert changed != first
+    assert resolve_model(str(folder)).identity == changed
+
+
 def test_bundled_model_column_names_follow_its_dimension(tmp_path):
     source = resolve_model("all-MiniLM-L6-v2")
     assert source.identity == resolve_model("all-MiniLM-L6-v2").identity
