@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from tasks import locations
 from tasks.caching import run_logger
 from tasks.encoder import (
     Encoder,
@@ -271,6 +273,31 @@ def cached_openvino_encoder(source: ModelSource, embedding: BaseModel, cache_dir
             embedding.normalize, precision, logger,
         )  # fmt: skip
     return _OPENVINO[key]
+
+
+def prepare_first_run(embedding: BaseModel, cache_dir: str, logger: Logger = log) -> bool:
+    """Convert and load the OpenVINO model now if this cache has no converted copy of it: a first
+    run, which embeds every text. The command line calls this while Prefect's temporary server
+    starts (~2.7 s of waiting), which takes the conversion and compilation (~0.8 s) off the run's
+    path; the run's chunk tasks, in this process, find the loaded encoder (``_OPENVINO``). Nothing is
+    done for hub names (fetching is the run's to report), remote caches or torch; errors are left
+    to the run, which reports them. True when it loaded the encoder."""
+    from tasks.encoder import BUNDLED_ALIASES
+    from tasks.openvino_backend import KINDS, has_local_export
+
+    name = embedding.model
+    if (name not in BUNDLED_ALIASES and not Path(name).expanduser().is_dir()) or locations.is_remote(cache_dir):
+        return False
+    try:
+        source = resolve_model(name, embedding.normalize)
+        chosen = pick_backend(embedding.backend, embedding.device, source.path)
+        identity = backend_identity(source.identity, chosen)
+        if chosen not in KINDS or has_local_export(identity, chosen, cache_dir):
+            return False
+        cached_openvino_encoder(ModelSource(source.name, source.path, identity, chosen), embedding, cache_dir, logger)
+    except Exception:  # noqa: BLE001 - the run meets the same error and reports it
+        return False
+    return True
 
 
 def default_models_dir() -> str:

@@ -245,6 +245,13 @@ def models_root(cache_dir: str | os.PathLike) -> str:
     return str(Path(override).expanduser()) if override else locations.join(locations.normalized(cache_dir), "models")
 
 
+def has_local_export(identity: str, kind: str, cache_dir: str | os.PathLike) -> bool:
+    """A converted copy for (model, kind) is in a local ``models_root`` (existence only: ``exported_ir``
+    checks its files when it is used)."""
+    root = models_root(cache_dir)
+    return not locations.is_remote(root) and (Path(root) / "openvino" / export_key(identity, kind) / "manifest.json").is_file()
+
+
 def exported_ir(model_path: str, identity: str, kind: str, cache_dir: str | os.PathLike, logger=None) -> Path:
     """The local IR folder for (model, kind), converted on first use and kept under ``models_root``;
     a copy whose files do not match its manifest (damaged or planted) is converted again."""

@@ -190,3 +190,25 @@ def test_bert_graph_reads_prefixed_and_half_weights_and_refuses_other_networks(s
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
     with pytest.raises(bert_graph.Unsupported, match="no model.safetensors"):
         bert_graph.build(folder)
+
+
+def test_first_run_preparation_converts_and_loads_once(tmp_path, monkeypatch):
+    """What the CLI does while Prefect's server starts: on a cache without a converted model it
+    converts and loads it (the run's chunk tasks then find that encoder); never again once the
+    cache holds it, and nothing for torch, remote caches or hub names."""
+    from configs.schema import EmbeddingConfig
+    from tasks import embed
+
+    monkeypatch.delenv(MODELS_DIR_ENV, raising=False)
+    monkeypatch.setattr(embed, "_OPENVINO", {})
+    cache = str(tmp_path / "cache")
+    embedding = EmbeddingConfig(backend="openvino")
+    assert embed.prepare_first_run(embedding, cache)
+    assert len(list((tmp_path / "cache" / "models" / "openvino").glob("*/manifest.json"))) == 1
+    (key, encoder), = embed._OPENVINO.items()
+    assert encoder(["a film"]).shape == (1, 384)
+    assert not embed.prepare_first_run(embedding, cache)  # converted already: a warm run does nothing
+    assert not embed.prepare_first_run(EmbeddingConfig(backend="torch"), str(tmp_path / "other"))
+    assert not embed.prepare_first_run(embedding, "s3://bucket/cache")
+    assert not embed.prepare_first_run(EmbeddingConfig(model="org/not-here-7f3a", backend="openvino"), str(tmp_path / "x"))
+    assert list(embed._OPENVINO) == [key] and not (tmp_path / "other").exists() and not (tmp_path / "x").exists()
