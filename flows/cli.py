@@ -121,10 +121,12 @@ def _while_the_server_starts(cfg) -> None:
     starting (~2.7 s, the critical path of a warm rerun): the flow and task engines' imports and the
     model's weights hash (~0.25 s together); on a first run with this cache (no converted model
     yet), the OpenVINO conversion and compilation too (~0.8 s, ``prepare_first_run``)."""
-    import prefect.flow_engine  # noqa: F401
-    import prefect.task_engine  # noqa: F401
+    import importlib
 
     from tasks.encoder import prehash
+
+    for module in ("prefect.flow_engine", "prefect.task_engine"):
+        importlib.import_module(module)
 
     prehash(cfg.embedding.model)
     if cfg.runner.kind == "local":  # with Dask the workers load the model, not this process
