@@ -120,7 +120,8 @@ def _while_the_server_starts(cfg) -> None:
     """Work every run does that needs no API, done while Prefect's temporary server is still
     starting (~2.7 s, the critical path of a warm rerun): the flow and task engines' imports and the
     model's weights hash (~0.25 s together); on a first run with this cache (no converted model
-    yet), the OpenVINO conversion and compilation too (~0.8 s, ``prepare_first_run``)."""
+    yet), the OpenVINO conversion and compilation (~0.8 s, ``prepare_first_run``) and the imports of
+    the stages it will compute."""
     import importlib
 
     from tasks.encoder import prehash
@@ -132,7 +133,13 @@ def _while_the_server_starts(cfg) -> None:
     if cfg.runner.kind == "local":  # with Dask the workers load the model, not this process
         from tasks.embed import prepare_first_run
 
-        prepare_first_run(cfg.embedding, cfg.cache.location, logging.getLogger("prefect"))
+        if prepare_first_run(cfg.embedding, cfg.cache.location, logging.getLogger("prefect")):
+            # a first run on this cache computes every stage: their imports too (~0.4 s)
+            from tasks.plots import pyplot
+
+            pyplot()
+            for module in ("scipy.sparse", "scipy.linalg", "tasks.hybrid", "tasks.train"):
+                importlib.import_module(module)
 
 
 def _run_flow(call):
