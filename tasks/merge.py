@@ -82,5 +82,5 @@ def merged_rows(loaded: LoadedData, vectors: dict[str, EmbeddedField], cache_dir
         get_table(loaded.ratings), get_table(loaded.users), get_table(loaded.movies), present, run_logger(log)
     )
     store = Store(cache_dir)
-    timestamps = store.put_array(rows.pop("timestamp").to_numpy()) if "timestamp" in rows.columns else None
+    timestamps = store.put_array(rows.pop("timestamp").to_numpy(), keep=False) if "timestamp" in rows.columns else None
     return MergedRows(rows=store.put_table(rows), n_rows=len(rows), timestamps=timestamps)

@@ -1,0 +1,162 @@
+"""Store objects verified once per process: reused while their file is unchanged, re-verified when it
+changed, bounded in memory, and never writable by whoever reads them."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks import locations, store
+from tasks.store import Store, broken_refs, get_array, get_table, npy_array
+from tasks.verified_objects import FileStamp, VerifiedObjects
+
+
+@pytest.fixture(autouse=True)
+def empty_memory():
+    store.VERIFIED.clear()
+    yield
+    store.VERIFIED.clear()
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[str]:
+    """Every file the store reads from disk."""
+    seen: list[str] = []
+    original = locations.read_bytes
+
+    def counting(location: str) -> bytes:
+        seen.append(location)
+        return original(location)
+
+    monkeypatch.setattr(locations, "read_bytes", counting)
+    return seen
+
+
+def flip_in_place(path: str) -> None:
+    """One byte changed, same size, same inode (after a pause: a file system stamps times in ticks)."""
+    time.sleep(0.05)
+    data = bytearray(open(path, "rb").read())
+    data[-3] ^= 0xFF
+    with open(path, "r+b") as fh:
+        fh.write(bytes(data))
+
+
+def test_an_array_written_or_read_once_is_not_read_again_and_is_read_only(tmp_path, reads):
+    s = Store(tmp_path)
+    ref = s.put_array(np.arange(12.0).reshape(3, 4))
+    first = get_array(ref)
+    assert reads == []  # kept when written
+    store.VERIFIED.clear()
+    again, more = get_array(ref), get_array(ref)
+    assert reads == [ref.path]  # read and verified once, then kept
+    np.testing.assert_array_equal(again, np.arange(12.0).reshape(3, 4))
+    assert more is again and not again.flags.writeable and not first.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        again[0, 0] = 5.0
+
+
+def test_a_file_changed_since_it_was_verified_is_verified_again(tmp_path):
+    ref = Store(tmp_path).put_array(np.arange(1000.0))
+    get_array(ref)
+    flip_in_place(ref.path)
+    with pytest.raises(OSError, match="does not match its sha256"):
+        get_array(ref)
+    assert broken_refs(ref) == [f"{ref.path} does not match its sha256"]
+
+
+def test_a_replaced_file_is_verified_again(tmp_path, reads):
+    ref = Store(tmp_path).put_array(np.arange(10.0))
+    data = open(ref.path, "rb").read()
+    os.replace(_write(tmp_path / "copy.npy", data), ref.path)  # same bytes, another file (inode)
+    np.testing.assert_array_equal(get_array(ref), np.arange(10.0))
+    assert reads == [ref.path]
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def test_the_next_process_finds_a_damaged_file(tmp_path):
+    """In-process memory never outlives the process: a new one (an empty memory) hashes the file."""
+    ref = Store(tmp_path).put_array(np.arange(1000.0))
+    assert broken_refs(ref) == []
+    data = bytearray(open(ref.path, "rb").read())
+    data[-3] ^= 0xFF
+    open(ref.path, "r+b").write(bytes(data))
+    store.VERIFIED.clear()
+    assert broken_refs(ref) == [f"{ref.path} does not match its sha256"]
+
+
+def test_broken_refs_skips_the_hash_of_an_unchanged_verified_file(tmp_path, monkeypatch):
+    ref = Store(tmp_path).put_array(np.arange(10.0))
+    hashed: list = []
+    monkeypatch.setattr(store, "sha256_file", lambda path: hashed.append(path) or "x")
+    assert broken_refs(ref) == [] and hashed == []
+    store.VERIFIED.clear()
+    assert broken_refs(ref) == [f"{ref.path} does not match its sha256"] and len(hashed) == 1
+
+
+def test_a_table_is_a_copy_on_write_frame(tmp_path):
+    frame = pd.DataFrame({"user_idx": np.arange(5, dtype=np.int32), "rating": np.linspace(1, 5, 5, dtype=np.float32)})
+    ref = Store(tmp_path).put_table(frame)
+    got = get_table(ref)
+    got["rating"] = 0.0
+    got["extra"] = 1
+    got.loc[0, "user_idx"] = 99
+    frame.loc[1, "user_idx"] = 77  # the writer's own frame changes later
+    pd.testing.assert_frame_equal(get_table(ref), pd.read_parquet(ref.path))
+    assert get_table(ref)["user_idx"].tolist() == [0, 1, 2, 3, 4]
+    pd.testing.assert_frame_equal(get_table(ref, columns=["rating"]), pd.read_parquet(ref.path, columns=["rating"]))
+
+
+def test_only_tables_whose_parquet_round_trip_is_exact_are_kept_when_written(tmp_path, reads):
+    s = Store(tmp_path)
+    numeric = s.put_table(pd.DataFrame({"a": np.arange(3, dtype=np.int64), "b": [0.5, np.nan, 2.0], "c": [True, False, True]}))
+    texts = s.put_table(pd.DataFrame({"a": [1, 2], "title": ["x", None]}))
+    indexed = s.put_table(pd.DataFrame({"a": [1.0, 2.0]}, index=[5, 7]))
+    for ref in (numeric, texts, indexed):
+        pd.testing.assert_frame_equal(get_table(ref), pd.read_parquet(ref.path))
+    assert reads == [texts.path, indexed.path]
+
+
+def test_memory_is_bounded_least_recently_used_first(tmp_path):
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(b"x")
+        paths.append(str(path))
+    memory = VerifiedObjects(max_bytes=250)
+    for i in range(3):
+        memory.put(paths[i], "sha", "array", i, 100, FileStamp.of(paths[i]))
+    assert memory.get(paths[0], "sha", "array") is None and memory.nbytes == 200  # evicted: the oldest
+    memory.get(paths[1], "sha", "array")  # now the most recently used
+    memory.put(paths[3], "sha", "array", 3, 100, FileStamp.of(paths[3]))
+    assert memory.get(paths[2], "sha", "array") is None and memory.get(paths[1], "sha", "array") == 1
+    memory.put(paths[0], "sha", "array", 0, 251, FileStamp.of(paths[0]))  # larger than the bound: not kept
+    assert memory.get(paths[0], "sha", "array") is None and memory.nbytes <= 250
+
+
+def test_object_store_urls_are_never_kept():
+    memory = VerifiedObjects(max_bytes=1000)
+    memory.put("s3://bucket/x.npy", "sha", "array", 1, 10, FileStamp.of("s3://bucket/x.npy"))
+    assert len(memory) == 0
+
+
+def test_npy_arrays_decode_like_np_load_and_refuse_objects():
+    for array in (np.arange(24, dtype=np.int32).reshape(2, 3, 4), np.asfortranarray(np.eye(3)[:, :2]), np.array(3.5),
+                  np.zeros((0, 4)), np.array([True, False])):  # fmt: skip
+        buf = io.BytesIO()
+        np.save(buf, array)
+        got = npy_array(buf.getvalue())
+        np.testing.assert_array_equal(got, array)
+        assert got.dtype == array.dtype and got.shape == array.shape and not got.flags.writeable
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        npy_array(buf.getvalue())
