@@ -192,9 +192,8 @@ def assemble(
         raise InputError(f"{label}: no text to embed (every value is missing)")
     matrix = np.zeros((len(keys), dim), dtype=np.float32)
     present = np.array([k is not None for k in keys], dtype=bool)
-    for i, key in enumerate(keys):
-        if key is not None:
-            matrix[i] = found[key]
+    if present.any():
+        matrix[present] = np.stack([found[key] for key in keys if key is not None])
     stats = {"texts_total": int(present.sum()), "texts_unique": len(unique), "dim": dim, "texts_repaired": len(lost)}
     return EmbeddingResult(vectors=matrix, present=present, stats=stats)
 

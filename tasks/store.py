@@ -28,11 +28,7 @@ from pydantic import BaseModel
 
 from tasks import locations
 from tasks.hashing import dir_digest, sha256_file
-from tasks.verified_objects import FileStamp, VerifiedObjects
-
-# Decoded objects kept in memory: enough for the 25M run's rows table (~300 MB) and movie block
-# (~390 MB) with the split's positions, the stages' working memory on top within the 4 GB it aims at.
-VERIFIED = VerifiedObjects(max_bytes=1_200_000_000)
+from tasks.verified_objects import VERIFIED, FileStamp
 
 class StoredRef(BaseModel):
     """A file in the store: where it is and the sha256 of its bytes."""

@@ -1,7 +1,8 @@
 """The per-text vector store: one vector per (model identity, text), kept as Parquet chunk files
 under ``<cache.dir>/embeddings/<identity[:32]>/`` (a folder or an object-store prefix, see
 ``tasks/locations.py``), each chunk published atomically with a checksum of its keys and vectors and
-verified whenever it is read."""
+verified when it is read; a verified chunk is kept in memory while its file is unchanged
+(``tasks/verified_objects.py``), so the plan and the assembly of each field read the store once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks import locations
+from tasks.verified_objects import VERIFIED, FileStamp
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,21 @@ class EmbeddingStore:
     def __init__(self, cache_dir: str | os.PathLike, identity: str):
         self.dir = locations.join(locations.normalized(cache_dir), "embeddings", identity[:32])
 
-    def _read_chunk(self, path: str) -> tuple[list[str], np.ndarray]:
-        """A chunk's keys and (n, d) vectors, verified; ValueError/OSError when it is not intact."""
+    def _read_chunk(self, path: str) -> tuple[tuple[str, ...], np.ndarray]:
+        """A chunk's keys and (n, d) vectors (read-only), verified once per process while its file is
+        unchanged; ValueError/OSError when it is not intact."""
+        kept = VERIFIED.get(path, "", "vector-chunk")
+        if kept is not None:
+            return kept
+        stamp = FileStamp.of(path)
+        keys, matrix = self._verified_chunk(path)
+        if stamp is not None and FileStamp.of(path) == stamp:
+            VERIFIED.put(path, "", "vector-chunk", (keys, matrix), matrix.nbytes + 120 * len(keys), stamp)
+        return keys, matrix
+
+    def _verified_chunk(self, path: str) -> tuple[tuple[str, ...], np.ndarray]:
         table = pq.read_table(pa.BufferReader(locations.read_bytes(path)))
-        keys = table.column("key").to_pylist()
+        keys = tuple(table.column("key").to_pylist())
         vectors = table.column("vector").combine_chunks()
         matrix = vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(keys), vectors.type.list_size)
         stored = (table.schema.metadata or {}).get(CHECKSUM_KEY)
@@ -55,9 +68,10 @@ class EmbeddingStore:
             raise ValueError("content does not match its checksum")
         if not locations.basename(path).startswith(_chunk_name(keys)):
             raise ValueError("chunk name does not match its keys")
+        matrix.flags.writeable = False
         return keys, matrix
 
-    def _chunks(self, logger: logging.Logger | logging.LoggerAdapter) -> Iterator[tuple[list[str], np.ndarray]]:
+    def _chunks(self, logger: logging.Logger | logging.LoggerAdapter) -> Iterator[tuple[tuple[str, ...], np.ndarray]]:
         """Every intact chunk; a damaged one is logged and removed (its texts count as missing)."""
         for path in locations.list_files(self.dir, ".parquet"):
             try:

@@ -5,7 +5,10 @@ Several stages read the same objects (the 25M rows table, ~300 MB, by split, tra
 file's bytes matched their sha256 (read, or just written by this process), its decoded value is kept
 here under (path, sha256, form) with the file's stamp: inode, size, mtime and ctime in ns. A later
 read reuses the value only if the file still has that stamp, so a file rewritten or edited since is
-read and verified again; a new process starts empty, so the next run verifies everything.
+read and verified again; a new process starts empty, so the next run verifies everything. (A write
+of the same size in the same clock tick as the verification would keep the stamp on a file system
+with coarse timestamps; Linux 6.13+ gives a file whose times were just read fine-grained ones on its
+next change, as on this machine's ext4.)
 
 Values are shared, so they must not be writable: arrays are kept read-only, tables as pandas frames
 handed out as (copy-on-write) shallow copies. Memory is bounded: the least recently used values go
@@ -109,3 +112,9 @@ class VerifiedObjects:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+# The process's memory of verified objects (store objects and per-text vector chunks): enough for the
+# 25M run's rows table (~300 MB) and movie block (~390 MB) with the split's positions, the stages'
+# working memory on top within the 4 GB that run aims at.
+VERIFIED = VerifiedObjects(max_bytes=1_200_000_000)

@@ -160,3 +160,19 @@ def test_npy_arrays_decode_like_np_load_and_refuse_objects():
     np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="allow_pickle=False"):
         npy_array(buf.getvalue())
+
+
+def test_a_vector_chunk_is_read_once_while_unchanged_and_checked_again_when_changed(tmp_path, hash_encoder, reads, caplog):
+    from tasks.embed import embed_texts
+    from tasks.vector_store import EmbeddingStore
+
+    store_ = EmbeddingStore(tmp_path, "m")
+    texts = [f"text {i}" for i in range(10)]
+    embed_texts(texts, hash_encoder, store_, "m", chunk_size=10)  # plans, embeds, reads the chunk back
+    (chunk,) = [p for p in reads if p.endswith(".parquet")]
+    assert store_.keys() == store_.keys() and len(store_.load(set(store_.keys()))) == 10
+    assert reads.count(chunk) == 1
+    flip_in_place(chunk)
+    with caplog.at_level("WARNING"):
+        assert store_.keys() == set()  # verified again: damaged, removed
+    assert "is damaged" in caplog.text
