@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.cg import conjugate_gradients, count_matrix
-from tasks.scoring import clipped, regression_metrics
+from tasks.scoring import Targets, clipped
 
 BASELINES = ("global_mean", "user_mean", "movie_mean", "bias")
 
@@ -95,8 +95,17 @@ def fit_baselines(
     user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray, train: np.ndarray, n_users: int, n_movies: int,
     reg_user: float = 15.0, reg_movie: float = 10.0,
 ) -> dict[str, PartialScores]:  # fmt: skip
-    """Each baseline fitted on the training rows, as per-user/per-movie score vectors (no per-row arrays)."""
-    u, m, yt = user_idx[train], movie_idx[train], np.asarray(y[train], dtype=np.float64)
+    """Each baseline fitted on the rows at the ``train`` positions (see ``fitted_baselines``)."""
+    return fitted_baselines(user_idx[train], movie_idx[train], y[train], n_users, n_movies, reg_user, reg_movie)
+
+
+def fitted_baselines(
+    u: np.ndarray, m: np.ndarray, y: np.ndarray, n_users: int, n_movies: int, reg_user: float = 15.0,
+    reg_movie: float = 10.0,
+) -> dict[str, PartialScores]:  # fmt: skip
+    """Each baseline fitted on the training rows (u, m, y), as per-user/per-movie score vectors (no
+    per-row arrays)."""
+    yt = np.asarray(y, dtype=np.float64)
     mean = float(yt.mean())
     bias = fit_bias_model(u, m, yt, n_users, n_movies, reg_user, reg_movie)
     return {
@@ -137,13 +146,27 @@ def fitted_metrics(
     fitted: dict[str, PartialScores], user_idx: np.ndarray, movie_idx: np.ndarray, y: np.ndarray,
     train: np.ndarray, test: np.ndarray, scale: tuple[float, float] | list[float] | None = None,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
-    """The metrics of fitted baselines on both sides (predictions clipped to ``scale`` when given);
-    one side's rows are gathered once for every baseline, and one prediction is alive at a time."""
+    """The metrics of fitted baselines on the rows at the ``train`` and ``test`` positions (see
+    ``side_metrics``)."""
+    sides = {side: (user_idx[rows], movie_idx[rows], y[rows]) for side, rows in (("train", train), ("test", test))}
+    return side_metrics(fitted, sides, scale)
+
+
+def side_metrics(
+    fitted: dict[str, PartialScores], sides: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    scale: tuple[float, float] | list[float] | None = None, test_predictions: dict[str, np.ndarray] | None = None,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """{baseline: {train_rmse, train_mae, train_r2, test_rmse, ...}} of fitted baselines on each side's
+    rows ({'train': (u, m, y), 'test': (u, m, y)}), predictions clipped to ``scale`` when given; one
+    prediction is alive at a time, unless ``test_predictions`` is given: it receives each baseline's
+    predictions of the test rows."""
     out: dict[str, dict[str, float]] = {name: {} for name in fitted}
-    for side, rows in (("train", train), ("test", test)):
-        users, movies, ratings = user_idx[rows], movie_idx[rows], y[rows]
+    for side, (users, movies, ratings) in sides.items():
+        target = Targets(ratings)
         for name, scores in fitted.items():
-            pred = clipped(scores.predict(users, movies), scale)
-            for metric, value in regression_metrics(ratings, pred).items():
+            pred = clipped(scores.predict(users, movies), scale, in_place=True)
+            for metric, value in target.metrics(pred).items():
                 out[name][f"{side}_{metric}"] = value
+            if side == "test" and test_predictions is not None:
+                test_predictions[name] = pred
     return out

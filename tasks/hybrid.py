@@ -83,11 +83,10 @@ class HybridSystem:
         [n_m, Cᵀ U, n_m M] the (b, w) ↔ c coupling, dm = movie_scale (0: no movie biases)."""
         U, M, n_u, n_m, dm, ctu = self.U, self.M, self.n_u, self.n_m, self.movie_scale, self.stats.ctu
         kept = n_m - n_m * n_m * dm  # what each movie's rows still weigh once its bias absorbed its mean
-        scaled = M * np.sqrt(kept)[:, None]
         top = np.concatenate([[self.stats.n - (n_m * n_m * dm).sum()], U.T @ n_u - ctu.T @ (n_m * dm), M.T @ kept])
         uu = U.T @ (U * n_u[:, None]) - ctu.T @ (ctu * dm[:, None])
         um = (ctu * (1.0 - n_m * dm)[:, None]).T @ M
-        gram = np.block([[uu, um], [um.T, scaled.T @ scaled]])
+        gram = np.block([[uu, um], [um.T, weighted_gram(M, kept)]])
         return np.block([[top[:1, None], top[None, 1:]], [top[1:, None], gram]])
 
     def unknowns(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -131,6 +130,21 @@ class HybridSystem:
             return np.concatenate([h, dm * (r[head:] - coupled)])
 
         return solve
+
+
+def weighted_gram(M: np.ndarray, weights: np.ndarray, rows_per_block: int = 4096) -> np.ndarray:
+    """Mᵀ diag(weights) M for weights ≥ 0: BLAS syrk (one triangle, half a matrix product's work) over
+    blocks of rows scaled by √weights in one reused buffer, instead of a scaled copy of all of M."""
+    syrk = scipy.linalg.get_blas_funcs("syrk", (M,))
+    gram = np.zeros((M.shape[1], M.shape[1]), dtype=M.dtype, order="F")
+    buffer = np.empty((min(rows_per_block, len(M)), M.shape[1]), dtype=M.dtype)
+    root = np.sqrt(weights)
+    for start in range(0, len(M), rows_per_block):
+        block = buffer[: min(rows_per_block, len(M) - start)]
+        np.multiply(M[start : start + len(block)], root[start : start + len(block), None], out=block)
+        gram = syrk(1.0, block.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)  # += blockᵀ block (upper)
+    upper = np.triu(gram)
+    return upper + np.triu(upper, 1).T
 
 
 def hybrid_fit(

@@ -82,7 +82,7 @@ def feature_moments(U: np.ndarray, M: np.ndarray, stats: RowStats) -> FeatureMom
     """Per-feature std and correlation with y over the rows, from their statistics: O((users + movies)·d)."""
     n = stats.n
     mean = np.concatenate([U.T @ stats.n_u, M.T @ stats.n_m]) / n
-    mean_sq = np.concatenate([(U * U).T @ stats.n_u, (M * M).T @ stats.n_m]) / n
+    mean_sq = np.concatenate([weighted_square_sums(U, stats.n_u), weighted_square_sums(M, stats.n_m)]) / n
     mean_xy = np.concatenate([U.T @ stats.s_u, M.T @ stats.s_m]) / n
     y_mean = stats.y_sum / n
     std = np.sqrt(np.clip(mean_sq - mean * mean, 0.0, None))
@@ -90,6 +90,15 @@ def feature_moments(U: np.ndarray, M: np.ndarray, stats: RowStats) -> FeatureMom
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = np.where((std > 1e-12) & (std_y > 0), (mean_xy - mean * y_mean) / (std * std_y), 0.0)
     return FeatureMoments(std=std, correlation=corr)
+
+
+def weighted_square_sums(X: np.ndarray, weights: np.ndarray, rows_per_block: int = 4096) -> np.ndarray:
+    """Σ_i weights[i] · X[i, j]² for each column j, by blocks of rows (no squared copy of all of X)."""
+    out = np.zeros(X.shape[1])
+    for start in range(0, len(X), rows_per_block):
+        block = X[start : start + rows_per_block]
+        out += (block * block).T @ weights[start : start + rows_per_block]
+    return out
 
 
 @dataclass

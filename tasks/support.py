@@ -13,16 +13,18 @@ SUPPORT_BINS = (("0", 0, 0), ("1-5", 1, 5), ("6-20", 6, 20), ("21-100", 21, 100)
 
 
 def rmse_by_movie_support(
-    movie_idx: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, n_movies: int,
+    train_movies: np.ndarray, test_movies: np.ndarray, test_y: np.ndarray, n_movies: int,
     predictions: dict[str, np.ndarray],
 ) -> list[dict]:  # fmt: skip
-    """``predictions``: name → prediction for each test row (the model first, then the baselines)."""
-    support = np.bincount(movie_idx[train], minlength=n_movies)[movie_idx[test]]
+    """``train_movies`` / ``test_movies``: the movie of each training / test row; ``predictions``: name
+    → prediction for each test row (the model first, then the baselines)."""
+    support = np.bincount(train_movies, minlength=n_movies)[test_movies]
     table = []
     for label, low, high in SUPPORT_BINS:
         rows = (support >= low) & (support <= high)
         entry: dict = {"support": label, "n_test": int(rows.sum())}
+        y = test_y[rows]
         for name, pred in predictions.items():
-            entry[name] = float(np.sqrt(np.mean((pred[rows] - y[test][rows]) ** 2))) if rows.any() else None
+            entry[name] = float(np.sqrt(np.mean((pred[rows] - y) ** 2))) if rows.any() else None
         table.append(entry)
     return table

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from configs.schema import ModelConfig
-from tasks.baselines import fit_baselines, fitted_metrics
+from tasks.baselines import fitted_baselines, side_metrics
 from tasks.caching import run_logger
 from tasks.features import load_blocks
 from tasks.results import FeatureBlocks, MergedRows, SplitRows, StatsRefs, TrainedModel
@@ -33,7 +33,7 @@ from tasks.ridge import (
     solve,
     solve_path,
 )
-from tasks.scoring import clipped, regression_metrics
+from tasks.scoring import Targets, clipped
 from tasks.stage import stage
 from tasks.support import rmse_by_movie_support
 from tasks.store import Store, get_array
@@ -54,8 +54,12 @@ class Rows:
     y: np.ndarray
 
     @classmethod
-    def of(cls, table: pd.DataFrame) -> Rows:
-        return cls(table["user_idx"].to_numpy(), table["movie_idx"].to_numpy(), table["rating"].to_numpy(np.float64))
+    def of(cls, table: pd.DataFrame, positions: np.ndarray | None = None) -> Rows:
+        """The rows of a merged-rows table (only those at ``positions`` when given), ratings as float64."""
+        columns = [table[c].to_numpy() for c in ("user_idx", "movie_idx", "rating")]
+        if positions is not None:  # gathered before the ratings are widened: half the bytes moved
+            columns = [column[positions] for column in columns]
+        return cls(columns[0], columns[1], columns[2].astype(np.float64, copy=positions is None))
 
     def take(self, positions: np.ndarray) -> Rows:
         return Rows(self.user_idx[positions], self.movie_idx[positions], self.y[positions])
@@ -128,9 +132,10 @@ def warn_at_grid_edge(alpha: float, alphas: list[float], logger) -> None:
 def best_alpha(fits: Iterable[BlockScores], U: np.ndarray, M: np.ndarray, validation: Rows) -> tuple[float, list[dict]]:
     """The alpha path, for every model kind: score each candidate fit (one per alpha) on the
     validation rows; the alpha with the lowest RMSE, and the curve."""
+    target = Targets(validation.y)
     curve = [
         {"alpha": fit.alpha,
-         "validation_rmse": regression_metrics(validation.y, fit.predict(U, M, validation.user_idx, validation.movie_idx))["rmse"]}
+         "validation_rmse": target.metrics(fit.predict(U, M, validation.user_idx, validation.movie_idx))["rmse"]}
         for fit in fits
     ]  # fmt: skip
     return min(curve, key=lambda point: point["validation_rmse"])["alpha"], curve
@@ -158,6 +163,7 @@ def hybrid_path(U: np.ndarray, M: np.ndarray, rows: Rows, alphas: list[float], i
     from tasks.hybrid import hybrid_fit
 
     system = hybrid_system(U, M, rows, ids, id_alpha)
+    del rows  # the system holds what it needs of them
     start = None
     for alpha in alphas:
         fit = hybrid_fit(system, alpha, start)
@@ -174,12 +180,16 @@ def alpha_curve(
     return best_alpha(ridge_path(U, M, rows.take(~validation), alphas, solver, stats), U, M, rows.take(validation))[1]
 
 
-def evaluate(
+def evaluate(U: np.ndarray, M: np.ndarray, rows: Rows, train: np.ndarray, test: np.ndarray, **options) -> tuple[RidgeFit | HybridFit | FMFit, dict]:
+    """``evaluate_sides`` on the rows at the ``train`` and ``test`` positions of ``rows``."""
+    return evaluate_sides(U, M, rows.take(train), rows.take(test), **options)
+
+
+def evaluate_sides(
     U: np.ndarray,
     M: np.ndarray,
-    rows: Rows,
-    train: np.ndarray,
-    test: np.ndarray,
+    fitting: Rows,
+    tested: Rows,
     *,
     alpha: float,
     solver: str = "factorized",
@@ -192,15 +202,16 @@ def evaluate(
     predictions: dict[str, np.ndarray] | None = None,
     scale: tuple[float, float] | list[float] | None = None,
 ) -> tuple[RidgeFit | HybridFit | FMFit, dict]:
-    """Fit on the train rows (``alpha``, or the best of ``alphas`` scored on the ``validation`` mask
-    over the train rows); metrics of the model and of the global-mean baseline on both sides.
-    ``solver``: 'dense' or 'factorized' (already decided, see ``pick_solver``); ``stats``: the training
-    rows' statistics reduced from partitions ({'all'} or {'fit', 'val'}), computed here when not given.
-    ``ids``: the hybrid model with per-user/per-movie bias terms. ``fm``: the factorization machine's
-    settings (``fit_fm`` keyword arguments) instead of any of these. ``predictions``: a dict that
-    receives the model's predictions of the train and test rows (so callers need not predict again).
-    ``scale``: the rating scale (low, high) predictions are clipped to before scoring."""
-    fitting = rows.take(train)
+    """Fit on the ``fitting`` rows (``alpha``, or the best of ``alphas`` scored on the ``validation``
+    mask over them); metrics of the model and of the global-mean baseline on both sides (``tested``:
+    the test rows). ``solver``: 'dense' or 'factorized' (already decided, see ``pick_solver``);
+    ``stats``: the fitting rows' statistics reduced from partitions ({'all'} or {'fit', 'val'}),
+    computed here when not given. ``ids``: the hybrid model with per-user/per-movie bias terms. ``fm``:
+    the factorization machine's settings (``fit_fm`` keyword arguments) instead of any of these.
+    ``predictions``: a dict that receives the model's predictions of the train and test rows (so
+    callers need not predict again). ``scale``: the rating scale (low, high) predictions are clipped
+    to before scoring."""
+    sides = {"train": fitting, "test": tested}
     if fm is not None:
         from tasks.fm import fit_fm
 
@@ -208,7 +219,7 @@ def evaluate(
         fit.moments = feature_moments(U, M, row_stats(U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y))
         metrics = {"solver": "fm", "alpha": None, **{k: v for k, v in fm.items() if k in ("rank", "iterations", "seed")}}
         metrics.update(text_components=fit.text_components, text_bias=fit.text_bias)
-        return fit, score(fit, U, M, {"train": fitting, "test": rows.take(test)}, metrics, predictions, scale)
+        return fit, score(fit, U, M, sides, metrics, predictions, scale)
     if alphas and validation is None:
         raise ValueError("evaluate: alphas need a validation mask over the train rows")
     metrics: dict = {"solver": "hybrid" if ids else solver}
@@ -222,14 +233,16 @@ def evaluate(
             alpha, metrics["alpha_curve"] = best_alpha(path, U, M, fitting.take(validation))
             metrics["cg_iterations_path"] = [fit.iterations for fit in path]
             start = next(fit.solution for fit in path if fit.alpha == alpha)  # the same alpha without the validation rows
+            del path  # each fit holds its per-user biases and solution
         system = hybrid_system(U, M, fitting, ids, id_alpha)
         fit, train_stats = hybrid_fit(system, alpha, start), system.stats
         metrics["cg_iterations"] = fit.iterations
     else:
         if solver == "factorized" and stats is None:
             stats = partition_stats(
-                U, M.shape[0], rows.user_idx, rows.movie_idx, rows.y, train, val_mask=validation if alphas else None
-            )
+                U, M.shape[0], fitting.user_idx, fitting.movie_idx, fitting.y, np.arange(len(fitting)),
+                val_mask=validation if alphas else None,
+            )  # fmt: skip
         if alphas:
             alpha, metrics["alpha_curve"] = best_alpha(
                 ridge_path(U, M, fitting.take(~validation), alphas, solver, stats["fit"] if stats else None),
@@ -243,7 +256,7 @@ def evaluate(
             fit = solve(centred_system(U, M, train_stats), alpha)
     fit.moments = feature_moments(U, M, train_stats)
     metrics["alpha"] = alpha
-    return fit, score(fit, U, M, {"train": fitting, "test": rows.take(test)}, metrics, predictions, scale)
+    return fit, score(fit, U, M, sides, metrics, predictions, scale)
 
 
 def score(
@@ -254,12 +267,13 @@ def score(
     'test': rows}) to ``metrics`` (and the predictions of each side to ``predictions`` when given)."""
     global_mean = float(np.mean(sides["train"].y, dtype=np.float64))
     for side, part in sides.items():
-        pred = clipped(fit.predict(U, M, part.user_idx, part.movie_idx), scale)
+        pred = clipped(fit.predict(U, M, part.user_idx, part.movie_idx), scale, in_place=True)  # a fresh array
         if predictions is not None:
             predictions[side] = pred
-        for name, value in regression_metrics(part.y, pred).items():
+        target = Targets(part.y)
+        for name, value in target.metrics(pred).items():
             metrics[f"{side}_{name}"] = value
-        for name, value in regression_metrics(part.y, np.full(len(part), global_mean)).items():
+        for name, value in target.metrics(np.full(len(part), global_mean)).items():
             metrics[f"baseline_{side}_{name}"] = value
     metrics.update(global_mean=global_mean, intercept=fit.intercept)
     return metrics
@@ -275,8 +289,9 @@ def fitted_model(
     changing it never refits (``reported`` cuts the rankings to it)."""
     logger = run_logger(log)
     U, M, table, names = load_blocks(features, rows)
-    data = Rows.of(table)
     train, test = get_array(split.train), get_array(split.test)
+    fitting, tested = Rows.of(table, train), Rows.of(table, test)  # each side gathered once, for every use
+    del table
     stats = reduce_stats([get_stats(p) for p in partitions]) if partitions else None
     fm = None
     if model.kind == "fm":
@@ -284,8 +299,8 @@ def fitted_model(
                   text_components=model.text_components, text_bias=model.text_bias, seed=model.seed,
                   logger=logger)  # fmt: skip
     predicted: dict[str, np.ndarray] = {}
-    fit, metrics = evaluate(
-        U, M, data, train, test, alpha=model.alpha, solver=solver, alphas=model.alphas,
+    fit, metrics = evaluate_sides(
+        U, M, fitting, tested, alpha=model.alpha, solver=solver, alphas=model.alphas,
         validation=get_array(split.validation), stats=stats, ids=model.ids, id_alpha=model.id_alpha, fm=fm,
         predictions=predicted, scale=rating_scale,
     )  # fmt: skip
@@ -296,15 +311,16 @@ def fitted_model(
         warn_at_grid_edge(metrics["alpha"], model.alphas, logger)
         metrics["alpha_at_grid_edge"] = grid_edge(metrics["alpha"], model.alphas)
     rankings = feature_rankings(fit.coef, fit.moments, names, len(names))  # all: model.top_k applies when reported
-    baselines = fit_baselines(data.user_idx, data.movie_idx, data.y, train, U.shape[0], M.shape[0],
-                              model.bias_reg_user, model.bias_reg_movie)  # fmt: skip
-    metrics["baselines"] = fitted_metrics(baselines, data.user_idx, data.movie_idx, data.y, train, test, rating_scale)
-    tested = data.take(test)
-    metrics["rmse_by_movie_support"] = rmse_by_movie_support(
-        data.movie_idx, data.y, train, test, M.shape[0],
-        {"model": predicted["test"],
-         **{name: clipped(b.predict(tested.user_idx, tested.movie_idx), rating_scale) for name, b in baselines.items()}},
+    baselines = fitted_baselines(fitting.user_idx, fitting.movie_idx, fitting.y, U.shape[0], M.shape[0],
+                                 model.bias_reg_user, model.bias_reg_movie)  # fmt: skip
+    baseline_tests: dict[str, np.ndarray] = {}
+    metrics["baselines"] = side_metrics(
+        baselines, {side: (r.user_idx, r.movie_idx, r.y) for side, r in (("train", fitting), ("test", tested))},
+        rating_scale, baseline_tests,
     )  # fmt: skip
+    metrics["rmse_by_movie_support"] = rmse_by_movie_support(
+        fitting.movie_idx, tested.movie_idx, tested.y, M.shape[0], {"model": predicted["test"], **baseline_tests}
+    )
     for name, figures in metrics["baselines"].items():
         logger.info(
             "baseline %s: test RMSE %.4f, MAE %.4f, R² %.4f", name, figures["test_rmse"], figures["test_mae"], figures["test_r2"]

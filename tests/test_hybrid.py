@@ -89,11 +89,14 @@ def test_evaluate_refits_the_chosen_alpha_from_the_path():
     np.testing.assert_allclose(fit.predict(U, M, u, m), cold.predict(U, M, u, m), atol=1e-8)
 
 
-def test_count_matrix_of_rows_grouped_by_user_or_not():
+@pytest.mark.parametrize("blocked_from", [0, 10**9])
+def test_count_matrix_of_rows_grouped_by_user_or_not(monkeypatch, blocked_from):
     """Rows grouped by user become the CSR arrays as they are; any order, repeated pairs included,
-    gives the same products."""
+    gives the same products, in one block or in row blocks multiplied on threads."""
+    from tasks import cg
     from tasks.cg import count_matrix
 
+    monkeypatch.setattr(cg, "BLOCKED_FROM", blocked_from)
     rng = np.random.default_rng(3)
     u, m = rng.integers(0, 20, 500), rng.integers(0, 15, 500)
     u[1], m[1] = u[0], m[0]  # a repeated pair
@@ -105,3 +108,35 @@ def test_count_matrix_of_rows_grouped_by_user_or_not():
         counts = count_matrix(users, movies, 25, 15)
         np.testing.assert_allclose(counts @ x, dense @ x, atol=1e-12)
         np.testing.assert_allclose(counts.T @ np.arange(25.0), dense.T @ np.arange(25.0), atol=1e-12)
+        per_user, per_movie = rng.normal(size=(25, 3)), rng.normal(size=(15, 2))  # matrices too (Cᵀ U)
+        np.testing.assert_allclose(counts.T @ per_user, dense.T @ per_user, atol=1e-12)
+        np.testing.assert_allclose(counts @ per_movie, dense @ per_movie, atol=1e-12)
+        assert len(counts.blocks) == (cg.BLOCKS if blocked_from == 0 else 1)
+        assert [b[0] for b in counts.blocks] == sorted(b[0] for b in counts.blocks) and counts.blocks[-1][1] == 25
+
+
+def test_the_hybrid_on_a_blocked_count_matrix_equals_the_one_block_fit(monkeypatch):
+    from tasks import cg
+
+    U, M, u, m, y = random_problem(seed=5, n_users=60, n_movies=40, n_rows=1500)
+    fits = []
+    for blocked_from in (10**9, 0):
+        monkeypatch.setattr(cg, "BLOCKED_FROM", blocked_from)
+        system = HybridSystem(U, M, u, m, y, True, True, 10.0)
+        assert len(system.C.blocks) == (1 if blocked_from else cg.BLOCKS)
+        fits.append(hybrid_fit(system, 1.0))
+    np.testing.assert_allclose(fits[0].coef, fits[1].coef, atol=1e-10)
+    np.testing.assert_allclose(fits[0].user_bias, fits[1].user_bias, atol=1e-10)
+    np.testing.assert_allclose(fits[0].movie_bias, fits[1].movie_bias, atol=1e-10)
+
+
+@pytest.mark.parametrize("rows_per_block", [1, 7, 4096])
+def test_weighted_gram_and_square_sums_by_blocks_equal_the_direct_products(rows_per_block):
+    from tasks.hybrid import weighted_gram
+    from tasks.ridge import weighted_square_sums
+
+    rng = np.random.default_rng(8)
+    M, weights = rng.normal(size=(50, 6)), rng.random(50) * 20
+    weights[::5] = 0.0  # movies without rows
+    np.testing.assert_allclose(weighted_gram(M, weights, rows_per_block), M.T @ (M * weights[:, None]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(weighted_square_sums(M, weights, rows_per_block), (M * M).T @ weights, rtol=1e-12)
