@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from tasks.caching import run_logger
 from tasks.errors import InputError
+from tasks.merge import positions
 from tasks.layouts import LAYOUTS, NO_GENRES, RawData, check_data_dir, detect_layout, fingerprint, read_raw
 from tasks.movielens import GENDERS, ML100K_OCCUPATIONS, OCCUPATIONS
 from tasks.results import LoadedData
@@ -152,11 +153,34 @@ def read_ratings_fast(path: Path, scale: tuple[float, float] | None = None) -> p
         return None
     if frame["user_id"].min() < 0 or frame["movie_id"].min() < 0:
         return None
-    key = frame["user_id"].to_numpy() * (int(frame["movie_id"].max()) + 1) + frame["movie_id"].to_numpy()
+    users, movies = frame["user_id"].to_numpy(), frame["movie_id"].to_numpy()
     # Sorted by user, then movie (as GroupLens ships them): unique in one pass; else hash every pair.
-    if not (key[1:] > key[:-1]).all() and pd.Series(key).duplicated().any():
+    if not pairs_increase(users, movies) and pd.Series(users * (int(movies.max()) + 1) + movies).duplicated().any():
         return None
     return frame[[c for c in RATING_TYPES if c in frame.columns]]
+
+
+BLOCK = 1 << 20  # rows per block of the checks below: their temporaries stay small
+
+
+def pairs_increase(first: np.ndarray, second: np.ndarray) -> bool:
+    """Each row's (first, second) pair is greater than the previous row's (sorted by first, then
+    second, no pair twice); checked by blocks of rows."""
+    for start in range(0, max(len(first) - 1, 0), BLOCK):
+        a, b = first[start : start + BLOCK + 1], second[start : start + BLOCK + 1]
+        if not ((a[1:] > a[:-1]) | ((a[1:] == a[:-1]) & (b[1:] > b[:-1]))).all():
+            return False
+    return True
+
+
+def distinct_values(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)``; in one pass, without sorting, when they are sorted already (the ratings
+    of a MovieLens file are grouped by user)."""
+    for start in range(0, max(len(values) - 1, 0), BLOCK):
+        a = values[start : start + BLOCK + 1]
+        if not (a[1:] >= a[:-1]).all():
+            return np.unique(values)
+    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values.copy()
 
 
 def _scale_text(scale: tuple[float, float]) -> str:
@@ -385,12 +409,14 @@ def load_dataset(
                 "(e.g. 1-5) to have it named",
                 raw.ratings.name, _scale_text(scale), ", ".join(map(_scale_text, USUAL_SCALES)),
             )  # fmt: skip
-    if users is None:  # no user table: the users are the ones who rated, without features
-        users = pd.DataFrame({"user_id": np.unique(ratings["user_id"].to_numpy())})
+    derived = users is None
+    if derived:  # no user table: the users are the ones who rated, without features
+        users = pd.DataFrame({"user_id": distinct_values(ratings["user_id"].to_numpy())})
     n_loaded = len(ratings)
 
-    known_user = ratings["user_id"].isin(users["user_id"]).to_numpy()
-    known_movie = ratings["movie_id"].isin(movies["movie_id"]).to_numpy()
+    rated_users, rated_movies = ratings["user_id"].to_numpy(), ratings["movie_id"].to_numpy()
+    known_user = np.ones(n_loaded, dtype=bool) if derived else positions(users["user_id"].to_numpy(), rated_users) >= 0
+    known_movie = positions(movies["movie_id"].to_numpy(), rated_movies) >= 0
     unknown = ~(known_user & known_movie)
     if unknown.any():
         msg_problem = "ratings reference unknown users or movies"

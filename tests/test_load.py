@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -231,3 +232,22 @@ def test_streaming_reader_finds_repeated_pairs_sorted_or_not(tmp_path, pairs, un
     path = tmp_path / "ratings.csv"
     path.write_text("user_id,movie_id,rating\n" + "".join(f"{u},{m},4\n" for u, m in pairs))
     assert (read_ratings_fast(path) is not None) == unique
+
+
+@pytest.mark.parametrize("block", [1, 3, 1 << 20])
+def test_block_checks_of_sorted_ratings_agree_with_the_whole_array(monkeypatch, block):
+    """The uniqueness check of (user, movie) pairs and the users derived from the ratings go by
+    blocks of rows; across block edges they agree with the whole-array answers."""
+    import tasks.load as load
+
+    monkeypatch.setattr(load, "BLOCK", block)
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        users = np.sort(rng.integers(0, 4, 9))
+        movies = rng.integers(0, 5, 9)
+        key = users * 5 + movies
+        assert load.pairs_increase(users, movies) == bool((np.diff(key) > 0).all())
+        shuffled = rng.permutation(users)
+        for values in (users, shuffled):
+            np.testing.assert_array_equal(load.distinct_values(values), np.unique(values))
+    assert load.pairs_increase(np.array([], dtype=np.int64), np.array([], dtype=np.int64))

@@ -50,3 +50,14 @@ def test_time_split_tests_each_users_latest_ratings():
 def test_time_split_needs_timestamps():
     with pytest.raises(InputError, match="no timestamp"):
         split_positions("time", USER, MOVIE, None, 0.2, 0)
+
+
+def test_random_split_is_the_seeds_permutation():
+    """The positions come from the seed's permutation of all rows (shuffled as int32): the first
+    test_size of it are the test rows."""
+    from tasks.splits import split_rows
+
+    train, test = split_rows(1000, 0.2, seed=9)
+    expected = np.sort(np.random.default_rng(9).permutation(1000)[:200])
+    np.testing.assert_array_equal(test, expected)
+    np.testing.assert_array_equal(train, np.setdiff1d(np.arange(1000), expected))
