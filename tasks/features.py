@@ -53,13 +53,19 @@ def genre_block(genres: pd.Series | None, n_movies: int) -> tuple[np.ndarray, li
     return onehot.to_numpy(dtype=np.float64), [f"genre_{c}" for c in onehot.columns]
 
 
-def movie_block(embeddings: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
-    """Concatenate per-field embeddings (e.g. {'title': (n, d), 'overview': (n, d)}) in the given order."""
-    blocks, names = [], []
+def movie_block(embeddings: dict[str, np.ndarray], extra: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """Concatenate per-field embeddings (e.g. {'title': (n, d), 'overview': (n, d)}) in the given order,
+    then the ``extra`` columns (the genres; their names are the caller's), as one float64 matrix
+    written in place (no per-field float64 copies)."""
+    parts = [*embeddings.values(), *([extra] if extra is not None else [])]
+    block = np.empty((len(parts[0]), sum(p.shape[1] for p in parts)), dtype=np.float64)
+    names, start = [], 0
+    for part in parts:
+        block[:, start : start + part.shape[1]] = part
+        start += part.shape[1]
     for field, vectors in embeddings.items():
-        blocks.append(np.asarray(vectors, dtype=np.float64))
         names.extend(f"{field}_embedding_{i}" for i in range(vectors.shape[1]))
-    return np.hstack(blocks), names
+    return block, names
 
 
 def gather_rows(U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray) -> np.ndarray:
@@ -79,12 +85,12 @@ def feature_blocks(loaded: LoadedData, vectors: dict[str, EmbeddedField], genres
     is the text embeddings, then (``genres`` and a genres column) the genre multi-hot."""
     U, user_names = user_block(get_table(loaded.users))
     fields = {field: get_array(v.vectors) for field, v in vectors.items()}
-    M, movie_names = movie_block(fields)
     movies = get_table(loaded.movies)
     G, genre_names = genre_block(movies["genres"] if genres and "genres" in movies.columns else None, len(movies))
     if genres and not genre_names:
         run_logger(log).info("features: the movies table has no genres; no genre block")
-    M, movie_names = np.hstack([M, G]), movie_names + genre_names
+    M, movie_names = movie_block(fields, G)
+    movie_names += genre_names
     groups = {field: v.shape[1] for field, v in fields.items()} | ({"genres": len(genre_names)} if genre_names else {})
     run_logger(log).info(
         "features: %d user columns (%d users), %d movie columns (%d movies)", U.shape[1], U.shape[0], M.shape[1], M.shape[0]

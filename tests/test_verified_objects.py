@@ -176,3 +176,19 @@ def test_a_vector_chunk_is_read_once_while_unchanged_and_checked_again_when_chan
     with caplog.at_level("WARNING"):
         assert store_.keys() == set()  # verified again: damaged, removed
     assert "is damaged" in caplog.text
+
+
+def test_npy_bytes_are_what_np_save_writes():
+    """Same bytes, so the same sha256 and store name as np.save gave."""
+    from tasks.store import npy_bytes
+
+    for array in (np.arange(24, dtype=np.int32).reshape(2, 3, 4), np.asfortranarray(np.eye(3)[:, :2]), np.array(3.5),
+                  np.zeros((0, 4)), np.array([True, False]), np.arange(10.0)[::2], np.ones((3, 2), dtype=">f4")):  # fmt: skip
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+        assert bytes(npy_bytes(array)) == buf.getvalue()
+        got = npy_array(npy_bytes(array))
+        np.testing.assert_array_equal(got, array)
+        assert not got.flags.writeable
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        npy_bytes(np.array([1, "a"], dtype=object))
