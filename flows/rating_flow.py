@@ -1,6 +1,6 @@
 """The `movie-ratings` flow, read top to bottom as the recipe:
 
-    load → embed(title), embed(overview) → merge → features → split → row-stats ×N → train → plots → outputs
+    load → embed(title), embed(overview) → features, built while merge → split run → row-stats ×N → train → plots → outputs
 
 Each step is a stage from ``tasks/`` (``tasks/stage.py``: cached on its typed inputs' hashes, results
 validated when read back); what travels between them are small typed results of store references.
@@ -74,9 +74,11 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
             vectors[field], embedding_stats[field] = movie_vectors(
                 loaded, field, source, embedding, data.missing_overview, distributed=config.runner.kind == "dask"
             )
+        # The movie block needs neither the rows nor the split: it is built while they are.
+        features_done = feature_blocks.submit(loaded=loaded, vectors=vectors, genres=config.features.genres, cache_dir=cache_dir)
         rows = merged_rows(loaded=loaded, vectors=vectors, cache_dir=cache_dir)
-        features = feature_blocks(loaded=loaded, vectors=vectors, genres=config.features.genres, cache_dir=cache_dir)
         split = split_of(rows=rows, split=config.split, validation_size=model.validation_size, cache_dir=cache_dir)
+        features = features_done()
         if model.kind == "fm" or model.ids:
             solver = model.kind if model.kind == "fm" else "hybrid"
         else:

@@ -59,8 +59,8 @@ class StageRun:
     def __exit__(self, *exc: object) -> None:
         _CURRENT.reset(self._token)
 
-    def record(self, label: str, started: float, cached: bool) -> None:
-        self.seconds[label] = round(time.perf_counter() - started, 3)
+    def record(self, label: str, started: float, cached: bool, ended: float | None = None) -> None:
+        self.seconds[label] = round((ended or time.perf_counter()) - started, 3)
         if cached:
             self.cached.append(label)
 
@@ -132,6 +132,23 @@ class Stage(Generic[R]):
         value, cached = self._checked(run, state, inputs, label or self.name)
         run.record(label or self.name, started, cached)
         return value
+
+    def submit(self, *, label: str | None = None, **inputs: Any) -> Callable[[], R]:
+        """Start the stage on the flow's task runner (a thread, or a Dask worker) and go on; the
+        returned function waits for it and gives its checked result. Its seconds run from the submit
+        to the task's end, not to the wait."""
+        run = current_run()
+        started, ended = time.perf_counter(), []
+        future = self.task.with_options(**run.options()).submit(**inputs)
+        future.add_done_callback(lambda _: ended.append(time.perf_counter()))
+
+        def result() -> R:
+            future.wait()
+            value, cached = self._checked(run, future.state, inputs, label or self.name)
+            run.record(label or self.name, started, cached, ended[0] if ended else None)
+            return value
+
+        return result
 
     def map(self, calls: list[dict[str, Any]], *, label: str | None = None) -> list[R]:
         """One task run per inputs dict, submitted to the flow's task runner (threads or Dask); the
