@@ -140,3 +140,24 @@ def test_weighted_gram_and_square_sums_by_blocks_equal_the_direct_products(rows_
     weights[::5] = 0.0  # movies without rows
     np.testing.assert_allclose(weighted_gram(M, weights, rows_per_block), M.T @ (M * weights[:, None]), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(weighted_square_sums(M, weights, rows_per_block), (M * M).T @ weights, rtol=1e-12)
+
+
+@pytest.mark.parametrize("ids", [("user_id",), ("movie_id",), ("user_id", "movie_id")])
+def test_the_two_pass_solver_follows_plain_cg_on_the_operator(ids):
+    """``HybridSystem.solve`` (two passes over M per iteration) takes plain CG's steps on ``apply``
+    with ``preconditioner``: the same iterations and the same solution, cold or warm-started."""
+    from tasks.cg import conjugate_gradients
+
+    U, M, u, m, y = random_problem(seed=11, n_users=150, n_movies=120, n_rows=5000)
+    system = HybridSystem(U, M, u, m, y, "user_id" in ids, "movie_id" in ids, 10.0)
+    tol = 1e-10 * np.sqrt(len(y))
+    start = None
+    for alpha in (0.5, 20.0):
+        x0 = np.zeros_like(system.rhs) if start is None else start
+        plain, plain_iterations = conjugate_gradients(
+            lambda v: system.apply(v, alpha), system.preconditioner(alpha), system.rhs, x0, tol, 500
+        )
+        fused, fused_iterations = system.solve(alpha, x0, tol, 500)
+        assert fused_iterations == plain_iterations > 0
+        np.testing.assert_allclose(fused, plain, rtol=1e-7, atol=1e-9)
+        start = fused
