@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -31,10 +32,15 @@ def split_rows(n_rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np
     # = permutation(n_rows): the same swaps on int32 positions, half the memory to shuffle through
     order = np.arange(n_rows, dtype=np.int32 if n_rows < 2**31 else np.int64)
     np.random.default_rng(seed).shuffle(order)
-    n_test = min(max(int(round(n_rows * test_size)), 1), n_rows - 1)
+    n_test = test_count(n_rows, test_size)
     in_test = np.zeros(n_rows, dtype=bool)
     in_test[order[:n_test]] = True  # sorted positions from a mask: O(rows), where sorting was O(rows log rows)
     return np.flatnonzero(~in_test), np.flatnonzero(in_test)
+
+
+def test_count(n_rows: int, test_size: float) -> int:
+    """Rows a random split puts in test: round(n_rows × test_size), at least 1, at most n_rows − 1."""
+    return min(max(int(round(n_rows * test_size)), 1), n_rows - 1)
 
 
 def split_by_group(group: np.ndarray, test_size: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -90,9 +96,35 @@ def validation_part(
     """True for the rows (of the training part) that score the alphas: the same strategy as the
     train/test split, so with 'movie' the validation movies are unseen too and alpha is chosen for
     cold start."""
-    mask = np.zeros(len(user_idx), dtype=bool)
-    mask[split_positions(strategy, user_idx, movie_idx, timestamp, size, seed)[1]] = True
+    return held_out(len(user_idx), split_positions(strategy, user_idx, movie_idx, timestamp, size, seed)[1])
+
+
+def held_out(n_rows: int, positions: np.ndarray) -> np.ndarray:
+    """True at ``positions`` of ``n_rows``."""
+    mask = np.zeros(n_rows, dtype=bool)
+    mask[positions] = True
     return mask
+
+
+def split_with_validation(
+    strategy: str, user_idx: np.ndarray, movie_idx: np.ndarray, timestamp: np.ndarray | None, test_size: float,
+    validation_size: float, seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Train and test positions (``split_positions``, ``seed``) and the validation mask over the train
+    rows (``validation_part``, ``seed + 1``). For 'random' the mask depends only on how many rows
+    train has, so its shuffle runs on a second thread beside the split's (numpy's shuffle releases the
+    GIL; at 25M ratings each takes ~1 s)."""
+    if strategy == "random" and len(user_idx) >= 2:
+        n_train = len(user_idx) - test_count(len(user_idx), test_size)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            mask = pool.submit(lambda: held_out(n_train, split_rows(n_train, validation_size, seed + 1)[1]))
+            train, test = split_rows(len(user_idx), test_size, seed)
+            return train, test, mask.result()
+    train, test = split_positions(strategy, user_idx, movie_idx, timestamp, test_size, seed)
+    validation = validation_part(
+        strategy, user_idx[train], movie_idx[train], None if timestamp is None else timestamp[train], validation_size, seed + 1
+    )
+    return train, test, validation
 
 
 # ---------------------------------------------------------------- the stage
@@ -105,11 +137,9 @@ def split_of(rows: MergedRows, split: SplitConfig, validation_size: float, cache
     table = get_table(rows.rows, columns=["user_idx", "movie_idx"])  # the ratings are not read here
     timestamp = get_array(rows.timestamps) if split.strategy == "time" and rows.timestamps else None
     user_idx, movie_idx = table["user_idx"].to_numpy(), table["movie_idx"].to_numpy()
-    train, test = split_positions(split.strategy, user_idx, movie_idx, timestamp, split.test_size, split.seed)
-    validation = validation_part(
-        split.strategy, user_idx[train], movie_idx[train], None if timestamp is None else timestamp[train],
-        validation_size, split.seed + 1,
-    )  # fmt: skip
+    train, test, validation = split_with_validation(
+        split.strategy, user_idx, movie_idx, timestamp, split.test_size, validation_size, split.seed
+    )
     run_logger(log).info(
         "split (%s): %d train, %d test rows (test_size=%s, seed=%d)",
         split.strategy, len(train), len(test), split.test_size, split.seed,

@@ -61,3 +61,18 @@ def test_random_split_is_the_seeds_permutation():
     expected = np.sort(np.random.default_rng(9).permutation(1000)[:200])
     np.testing.assert_array_equal(test, expected)
     np.testing.assert_array_equal(train, np.setdiff1d(np.arange(1000), expected))
+
+
+@pytest.mark.parametrize("strategy", ["random", "user", "movie", "time"])
+def test_split_with_validation_is_the_split_then_the_validation_part(strategy):
+    """The random strategy's two shuffles run side by side: the same positions and mask as one after
+    the other, on the train rows."""
+    from tasks.splits import split_positions, split_with_validation, validation_part
+
+    rng = np.random.default_rng(1)
+    u, m, t = rng.integers(0, 30, 2000), rng.integers(0, 40, 2000), rng.integers(0, 10**6, 2000)
+    train, test, validation = split_with_validation(strategy, u, m, t, 0.2, 0.1, 5)
+    ref_train, ref_test = split_positions(strategy, u, m, t, 0.2, 5)
+    np.testing.assert_array_equal(train, ref_train)
+    np.testing.assert_array_equal(test, ref_test)
+    np.testing.assert_array_equal(validation, validation_part(strategy, u[train], m[train], t[train], 0.1, 6))
