@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,12 +84,20 @@ class PartialScores:
     per_movie: np.ndarray | None = None
 
     def predict(self, user_idx: np.ndarray, movie_idx: np.ndarray) -> np.ndarray:
-        pred = np.full(len(user_idx), self.const)
-        if self.per_user is not None:
-            pred += self.per_user[user_idx]
-        if self.per_movie is not None:
-            pred += self.per_movie[movie_idx]
-        return pred
+        return self.rows_predictor(user_idx, movie_idx)(slice(None))
+
+    def rows_predictor(self, user_idx: np.ndarray, movie_idx: np.ndarray) -> Callable[[slice], np.ndarray]:
+        """``predict`` for a slice of the rows at a time."""
+
+        def predict(rows: slice) -> np.ndarray:
+            pred = np.full(len(user_idx[rows]), self.const)
+            if self.per_user is not None:
+                pred += self.per_user[user_idx[rows]]
+            if self.per_movie is not None:
+                pred += self.per_movie[movie_idx[rows]]
+            return pred
+
+        return predict
 
 
 def fit_baselines(
@@ -157,16 +166,19 @@ def side_metrics(
     scale: tuple[float, float] | list[float] | None = None, test_predictions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
     """{baseline: {train_rmse, train_mae, train_r2, test_rmse, ...}} of fitted baselines on each side's
-    rows ({'train': (u, m, y), 'test': (u, m, y)}), predictions clipped to ``scale`` when given; one
-    prediction is alive at a time, unless ``test_predictions`` is given: it receives each baseline's
-    predictions of the test rows."""
+    rows ({'train': (u, m, y), 'test': (u, m, y)}), predictions clipped to ``scale`` when given and
+    scored block by block of rows; ``test_predictions``, when given, receives each baseline's
+    predictions of all the test rows."""
     out: dict[str, dict[str, float]] = {name: {} for name in fitted}
     for side, (users, movies, ratings) in sides.items():
         target = Targets(ratings)
         for name, scores in fitted.items():
-            pred = clipped(scores.predict(users, movies), scale, in_place=True)
-            for metric, value in target.metrics(pred).items():
-                out[name][f"{side}_{metric}"] = value
             if side == "test" and test_predictions is not None:
-                test_predictions[name] = pred
+                test_predictions[name] = clipped(scores.predict(users, movies), scale, in_place=True)
+                values = target.metrics(test_predictions[name])
+            else:
+                predict = scores.rows_predictor(users, movies)
+                values = target.metrics_of(lambda rows: clipped(predict(rows), scale, in_place=True))
+            for metric, value in values.items():
+                out[name][f"{side}_{metric}"] = value
     return out

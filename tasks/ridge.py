@@ -16,6 +16,7 @@ with the training means, ``Gc = XᵀX − n μμᵀ``, ``bc = Xᵀy − n μ ȳ`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,8 +135,14 @@ class BlockScores:
 
     def predict(self, U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray) -> np.ndarray:
         """A gather of per-user and per-movie partial scores; no feature matrix."""
+        return self.rows_predictor(U, M, user_idx, movie_idx)(slice(None))
+
+    def rows_predictor(
+        self, U: np.ndarray, M: np.ndarray, user_idx: np.ndarray, movie_idx: np.ndarray
+    ) -> Callable[[slice], np.ndarray]:
+        """``predict`` for a slice of the rows at a time (the partial scores computed once)."""
         per_user, per_movie = self.partial_scores(U, M)
-        return per_user[user_idx] + per_movie[movie_idx] + self.intercept
+        return lambda rows: per_user[user_idx[rows]] + per_movie[movie_idx[rows]] + self.intercept
 
 
 @dataclass

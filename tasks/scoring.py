@@ -2,30 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from functools import cached_property
 
 import numpy as np
 
 
+BLOCK_ROWS = 1 << 18  # rows scored at a time: a block's predictions and errors stay in cache
+
+
 class Targets:
-    """The ratings one set of predictions is scored against; their total sum of squares is computed
-    once however many predictors are scored (the model, the baselines, each alpha)."""
+    """The ratings predictions are scored against, block by block of rows (no error array of the
+    whole length); their total sum of squares is computed once however many predictors are scored
+    (the model, the baselines, each alpha)."""
 
     def __init__(self, y: np.ndarray):
         self.y = np.asarray(y, dtype=np.float64)
 
+    def _blocks(self) -> Iterator[slice]:
+        return (slice(start, start + BLOCK_ROWS) for start in range(0, len(self.y), BLOCK_ROWS))
+
     @cached_property
     def ss_tot(self) -> float:
-        centred = self.y - self.y.mean()
-        return float(centred @ centred)
+        mean = self.y.mean()
+        return sum(float(c @ c) for c in (self.y[rows] - mean for rows in self._blocks()))
 
     def metrics(self, pred: np.ndarray) -> dict[str, float]:
         """R², RMSE and MAE of ``pred`` (R² as sklearn.metrics.r2_score)."""
-        err = self.y - np.asarray(pred, dtype=np.float64)
-        ss_res = float(err @ err)
-        mae = float(np.abs(err, out=err).mean())  # err is ours: no second temporary of len(y)
-        ss_tot = self.ss_tot
-        return {"r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0, "rmse": float(np.sqrt(ss_res / len(self.y))), "mae": mae}
+        return self.metrics_of(lambda rows: pred[rows])
+
+    def metrics_of(self, predict: Callable[[slice], np.ndarray]) -> dict[str, float]:
+        """R², RMSE and MAE of a predictor asked for one block of rows at a time (``predict(rows)``):
+        its predictions never exist for all rows at once."""
+        ss_res = abs_sum = 0.0
+        for rows in self._blocks():
+            err = self.y[rows] - np.asarray(predict(rows), dtype=np.float64)
+            ss_res += float(err @ err)
+            abs_sum += float(np.abs(err, out=err).sum())
+        n, ss_tot = len(self.y), self.ss_tot
+        return {"r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0, "rmse": float(np.sqrt(ss_res / n)), "mae": abs_sum / n}
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

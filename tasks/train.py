@@ -208,7 +208,7 @@ def evaluate_sides(
     ``stats``: the fitting rows' statistics reduced from partitions ({'all'} or {'fit', 'val'}),
     computed here when not given. ``ids``: the hybrid model with per-user/per-movie bias terms. ``fm``:
     the factorization machine's settings (``fit_fm`` keyword arguments) instead of any of these.
-    ``predictions``: a dict that receives the model's predictions of the train and test rows (so
+    ``predictions``: a dict that receives the model's predictions of the test rows under 'test' (so
     callers need not predict again). ``scale``: the rating scale (low, high) predictions are clipped
     to before scoring."""
     sides = {"train": fitting, "test": tested}
@@ -264,16 +264,22 @@ def score(
     predictions: dict[str, np.ndarray] | None = None, scale: tuple[float, float] | list[float] | None = None,
 ) -> dict:  # fmt: skip
     """Add the model's and the global-mean baseline's R², RMSE, MAE on both sides ({'train': rows,
-    'test': rows}) to ``metrics`` (and the predictions of each side to ``predictions`` when given)."""
+    'test': rows}) to ``metrics`` (and the model's predictions of the test rows to ``predictions['test']``
+    when given). The training side's are scored block by block of rows, never all at once."""
     global_mean = float(np.mean(sides["train"].y, dtype=np.float64))
     for side, part in sides.items():
-        pred = clipped(fit.predict(U, M, part.user_idx, part.movie_idx), scale, in_place=True)  # a fresh array
-        if predictions is not None:
-            predictions[side] = pred
         target = Targets(part.y)
-        for name, value in target.metrics(pred).items():
+        if side == "train" and isinstance(fit, BlockScores):
+            predict = fit.rows_predictor(U, M, part.user_idx, part.movie_idx)
+            model_metrics = target.metrics_of(lambda rows: clipped(predict(rows), scale, in_place=True))
+        else:
+            pred = clipped(fit.predict(U, M, part.user_idx, part.movie_idx), scale, in_place=True)  # a fresh array
+            if predictions is not None and side == "test":
+                predictions["test"] = pred
+            model_metrics = target.metrics(pred)
+        for name, value in model_metrics.items():
             metrics[f"{side}_{name}"] = value
-        for name, value in target.metrics(np.full(len(part), global_mean)).items():
+        for name, value in target.metrics_of(lambda rows: np.full(len(part.y[rows]), global_mean)).items():
             metrics[f"baseline_{side}_{name}"] = value
     metrics.update(global_mean=global_mean, intercept=fit.intercept)
     return metrics

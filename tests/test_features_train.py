@@ -66,13 +66,20 @@ def test_split_is_reproducible_disjoint_and_sized():
     assert not np.array_equal(test, split_rows(1000, 0.2, seed=43)[1])
 
 
-def test_metrics_match_sklearn():
+@pytest.mark.parametrize("block_rows", [7, 1 << 18])
+def test_metrics_match_sklearn(monkeypatch, block_rows):
+    """Scored block by block of rows (across block edges too), a predictor asked per block included."""
+    from tasks import scoring
+
+    monkeypatch.setattr(scoring, "BLOCK_ROWS", block_rows)
     rng = np.random.default_rng(0)
     y, pred = rng.integers(1, 6, 200).astype(float), rng.normal(3.5, 1, 200)
-    got = regression_metrics(y, pred)
-    assert got["r2"] == pytest.approx(r2_score(y, pred))
-    assert got["rmse"] == pytest.approx(np.sqrt(mean_squared_error(y, pred)))
-    assert got["mae"] == pytest.approx(mean_absolute_error(y, pred))
+    asked = []
+    for got in (regression_metrics(y, pred), scoring.Targets(y).metrics_of(lambda rows: asked.append(rows) or pred[rows])):
+        assert got["r2"] == pytest.approx(r2_score(y, pred), rel=1e-12)
+        assert got["rmse"] == pytest.approx(np.sqrt(mean_squared_error(y, pred)), rel=1e-12)
+        assert got["mae"] == pytest.approx(mean_absolute_error(y, pred), rel=1e-12)
+    assert len(asked) == -(-200 // block_rows)
 
 
 def test_evaluate_reports_model_and_global_mean_baseline():
