@@ -178,7 +178,7 @@ def side_metrics(
                 values = target.metrics(test_predictions[name])
             else:
                 predict = scores.rows_predictor(users, movies)
-                values = target.metrics_of(lambda rows: clipped(predict(rows), scale, in_place=True))
+                values = target.metrics_of(lambda rows, predict=predict: clipped(predict(rows), scale, in_place=True))
             for metric, value in values.items():
                 out[name][f"{side}_{metric}"] = value
     return out

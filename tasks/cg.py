@@ -11,6 +11,7 @@ the squared changes the training predictions still have to make.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -81,7 +82,7 @@ def count_matrix(user_idx: np.ndarray, movie_idx: np.ndarray, n_users: int, n_mo
     if not (len(user_idx) and (user_idx[1:] >= user_idx[:-1]).all()):
         whole = sp.csr_matrix((np.ones(len(user_idx)), (user_idx, movie_idx)), shape=(n_users, n_movies))
         cuts = _cuts(whole.indptr, n_blocks)
-        return CountMatrix([(a, b, whole[a:b]) for a, b in zip(cuts[:-1], cuts[1:])], (n_users, n_movies))
+        return CountMatrix([(a, b, whole[a:b]) for a, b in itertools.pairwise(cuts)], (n_users, n_movies))
     index = np.int32 if max(len(user_idx), n_movies) < 2**31 else np.int64  # scipy's own choice: no copy
     indptr = np.zeros(n_users + 1, dtype=index)
     np.cumsum(np.bincount(user_idx, minlength=n_users), out=indptr[1:])
@@ -91,7 +92,7 @@ def count_matrix(user_idx: np.ndarray, movie_idx: np.ndarray, n_users: int, n_mo
                            (n_users, n_movies))  # fmt: skip
     cuts = _cuts(indptr, n_blocks)
     blocks = []
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         lo, hi = int(indptr[a]), int(indptr[b])
         # arrays of their own: scipy copies a view of a much larger array anyway
         block = sp.csr_matrix((np.ones(hi - lo), movies[lo:hi].copy(), indptr[a : b + 1] - indptr[a]), shape=(b - a, n_movies))

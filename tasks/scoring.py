@@ -7,7 +7,6 @@ from functools import cached_property
 
 import numpy as np
 
-
 BLOCK_ROWS = 1 << 18  # rows scored at a time: a block's predictions and errors stay in cache
 
 

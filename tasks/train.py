@@ -271,7 +271,7 @@ def score(
         target = Targets(part.y)
         if side == "train" and isinstance(fit, BlockScores):
             predict = fit.rows_predictor(U, M, part.user_idx, part.movie_idx)
-            model_metrics = target.metrics_of(lambda rows: clipped(predict(rows), scale, in_place=True))
+            model_metrics = target.metrics_of(lambda rows, predict=predict: clipped(predict(rows), scale, in_place=True))
         else:
             pred = clipped(fit.predict(U, M, part.user_idx, part.movie_idx), scale, in_place=True)  # a fresh array
             if predictions is not None and side == "test":
@@ -279,7 +279,7 @@ def score(
             model_metrics = target.metrics(pred)
         for name, value in model_metrics.items():
             metrics[f"{side}_{name}"] = value
-        for name, value in target.metrics_of(lambda rows: np.full(len(part.y[rows]), global_mean)).items():
+        for name, value in target.metrics_of(lambda rows, y=part.y: np.full(len(y[rows]), global_mean)).items():
             metrics[f"baseline_{side}_{name}"] = value
     metrics.update(global_mean=global_mean, intercept=fit.intercept)
     return metrics

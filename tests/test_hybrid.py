@@ -155,7 +155,7 @@ def test_the_two_pass_solver_follows_plain_cg_on_the_operator(ids):
     for alpha in (0.5, 20.0):
         x0 = np.zeros_like(system.rhs) if start is None else start
         plain, plain_iterations = conjugate_gradients(
-            lambda v: system.apply(v, alpha), system.preconditioner(alpha), system.rhs, x0, tol, 500
+            lambda v, alpha=alpha: system.apply(v, alpha), system.preconditioner(alpha), system.rhs, x0, tol, 500
         )
         fused, fused_iterations = system.solve(alpha, x0, tol, 500)
         assert fused_iterations == plain_iterations > 0

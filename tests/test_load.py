@@ -238,7 +238,7 @@ def test_streaming_reader_finds_repeated_pairs_sorted_or_not(tmp_path, pairs, un
 def test_block_checks_of_sorted_ratings_agree_with_the_whole_array(monkeypatch, block):
     """The uniqueness check of (user, movie) pairs and the users derived from the ratings go by
     blocks of rows; across block edges they agree with the whole-array answers."""
-    import tasks.load as load
+    from tasks import load
 
     monkeypatch.setattr(load, "BLOCK", block)
     rng = np.random.default_rng(4)

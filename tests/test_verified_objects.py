@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,13 @@ def reads(monkeypatch) -> list[str]:
 def flip_in_place(path: str) -> None:
     """One byte changed, same size, same inode (after a pause: a file system stamps times in ticks)."""
     time.sleep(0.05)
-    data = bytearray(open(path, "rb").read())
+    flipped(path)
+
+
+def flipped(path: str) -> None:
+    """Flip one byte near the end of the file, writing in place (same inode, same size)."""
+    with open(path, "rb") as fh:
+        data = bytearray(fh.read())
     data[-3] ^= 0xFF
     with open(path, "r+b") as fh:
         fh.write(bytes(data))
@@ -71,8 +78,7 @@ def test_a_file_changed_since_it_was_verified_is_verified_again(tmp_path):
 
 def test_a_replaced_file_is_verified_again(tmp_path, reads):
     ref = Store(tmp_path).put_array(np.arange(10.0))
-    data = open(ref.path, "rb").read()
-    os.replace(_write(tmp_path / "copy.npy", data), ref.path)  # same bytes, another file (inode)
+    os.replace(_write(tmp_path / "copy.npy", Path(ref.path).read_bytes()), ref.path)  # same bytes, another file (inode)
     np.testing.assert_array_equal(get_array(ref), np.arange(10.0))
     assert reads == [ref.path]
 
@@ -86,9 +92,7 @@ def test_the_next_process_finds_a_damaged_file(tmp_path):
     """In-process memory never outlives the process: a new one (an empty memory) hashes the file."""
     ref = Store(tmp_path).put_array(np.arange(1000.0))
     assert broken_refs(ref) == []
-    data = bytearray(open(ref.path, "rb").read())
-    data[-3] ^= 0xFF
-    open(ref.path, "r+b").write(bytes(data))
+    flipped(ref.path)
     store.VERIFIED.clear()
     assert broken_refs(ref) == [f"{ref.path} does not match its sha256"]
 
