@@ -187,6 +187,7 @@ def run(
             from tasks.preflight import preflight  # imports the loader (and Prefect): after the config is known good
 
             preflight(cfg, out)  # before Prefect starts: a bad path fails at once, not after the server's start-up
+            start_early(new_database=True)  # a first run's server (its database's migrations) starts now
         except InputError as exc:
             fail(str(exc))
         from flows.rating_flow import run_with_config  # while the temporary server starts

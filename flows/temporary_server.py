@@ -217,14 +217,17 @@ def _start(database: Path | None) -> TemporaryServer:
     return server
 
 
-def start_early() -> None:
+def start_early(new_database: bool = False) -> None:
     """Start the server now if the run will likely need one: no ``PREFECT_API_URL`` in the
-    environment or the active profile, and Prefect's database already there (a first run creates it:
-    its migrations are not interrupted if the run then stops on bad input). ``use_temporary_server``
-    decides for sure, with Prefect's settings."""
+    environment or the active profile, and Prefect's database already there, or ``new_database``
+    (the run's input is checked: a first run's server creates the database, ~7 s of migrations, and
+    is not stopped half-way by bad input). ``use_temporary_server`` decides for sure, with Prefect's
+    settings."""
     global _server
     database = default_database()
-    if _server is not None or not enabled() or os.environ.get("PREFECT_API_URL") or database is None or not database.is_file():
+    if _server is not None or not enabled() or os.environ.get("PREFECT_API_URL") or database is None:
+        return
+    if not database.is_file() and not new_database:
         return
     if profile_names_an_api():
         return

@@ -25,6 +25,16 @@ def test_corrupt_prefect_database_is_named(tmp_path):
     assert "mv " in proc.stderr and not (tmp_path / "o").exists()
 
 
+def test_a_first_run_with_bad_input_creates_no_prefect_database(tmp_path):
+    """On a new PREFECT_HOME the server (which creates the database) starts only once the input is
+    checked: bad input leaves no half-migrated database behind."""
+    home = tmp_path / "prefect-home"
+    proc = cli_run("--set", f"data.dir={tmp_path / 'missing'}", "--set", f"cache.dir={tmp_path / 'c'}",
+                   cwd=tmp_path, env_extra={"PREFECT_HOME": str(home)})  # fmt: skip
+    assert_one_error_line(proc, str(tmp_path / "missing"))
+    assert not (home / "prefect.db").exists()
+
+
 def test_healthy_or_missing_database_passes(tmp_path):
     import sqlite3
 
