@@ -96,6 +96,21 @@ def client_call(server: dict, code: str) -> object:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_logs(server: dict, run_id: str) -> list:
+    """[level, message] of every log line of a flow run, from the API."""
+    return client_call(
+        server,
+        f"""
+logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=["{run_id}"])))
+return [[l.level, l.message] for l in logs]
+""",
+    )
+
+
+def error_lines(logs: list) -> list[str]:
+    return [message for level, message in logs if level >= 40]
+
+
 def wait_final(server: dict, run_id: str, timeout: float = 300) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -164,14 +179,7 @@ return [{{"key": a.key, "type": a.type, "data": a.data}} for a in arts]
     assert "file://" not in outputs["data"] and "- `metrics.json`" in outputs["data"]
     assert float(by_key["movie-ratings-embedding-overview"]["data"]) == 100.0
 
-    logs = client_call(
-        deployed,
-        f"""
-logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=["{run_id}"])))
-return [l.message for l in logs]
-""",
-    )
-    text = "\n".join(logs)
+    text = "\n".join(message for _, message in run_logs(deployed, run_id))
     for piece in ("loaded csv layout", "rows out; dropped", "to embed in chunks", "texts/s", "Ridge(alpha=3.25, ",
                   "test RMSE", "cached tasks:"):  # fmt: skip
         assert piece in text, piece
@@ -229,14 +237,12 @@ def test_bad_data_dir_fails_with_the_message(deployed, tmp_path):
     run = wait_final(deployed, run_id)
     line = "data dir /path/to/ml-1m: does not exist or is not a directory"
     assert run["type"] == "FAILED" and run["message"] == line  # the run header says why
-    logs = client_call(
-        deployed,
-        f"""
-logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=["{run_id}"])))
-return [[l.level, l.message] for l in logs]
-""",
-    )
-    errors = [message for level, message in logs if level >= 40]
+    deadline = time.time() + 30
+    while not error_lines(run_logs(deployed, run_id)) and time.time() < deadline:
+        time.sleep(1)  # the run's process ships its last log lines after it has set the FAILED state
+    time.sleep(2)  # then once more, after the process is surely gone: a duplicate would show now
+    logs = run_logs(deployed, run_id)
+    errors = error_lines(logs)
     assert errors == [line], logs  # logged once, one line, no engine traceback
     assert not any("Traceback" in message for _, message in logs)
 
