@@ -80,6 +80,41 @@ def bert_weights(folder: Path, layers: int) -> dict[str, np.ndarray]:
     return {n: w.astype(np.float32, copy=False) for n, w in weights.items()}
 
 
+def check_shapes(folder: Path, config: dict, weights: dict[str, np.ndarray]) -> None:
+    """InputError naming the first tensor whose shape is not the one config.json implies (a damaged
+    or mismatched model folder: neither OpenVINO nor torch could run it)."""
+    from tasks.errors import InputError
+
+    hidden, inner = config["hidden_size"], config.get("intermediate_size", 4 * config["hidden_size"])
+    expected = {
+        "embeddings.word_embeddings.weight": (config.get("vocab_size"), hidden),
+        "embeddings.position_embeddings.weight": (config.get("max_position_embeddings"), hidden),
+        "embeddings.token_type_embeddings.weight": (config.get("type_vocab_size", 2), hidden),
+    }
+    for name in weights:
+        part = name.split(".")
+        if name in expected:
+            continue
+        if part[-2] == "LayerNorm" or name.endswith(("attention.output.dense.bias", "output.dense.bias")):
+            expected[name] = (hidden,)
+        elif name.endswith(("query.weight", "key.weight", "value.weight", "attention.output.dense.weight")):
+            expected[name] = (hidden, hidden)
+        elif name.endswith(("query.bias", "key.bias", "value.bias")):
+            expected[name] = (hidden,)
+        elif name.endswith("intermediate.dense.weight"):
+            expected[name] = (inner, hidden)
+        elif name.endswith("intermediate.dense.bias"):
+            expected[name] = (inner,)
+        elif name.endswith("output.dense.weight"):
+            expected[name] = (hidden, inner)
+    for name, shape in expected.items():
+        if tuple(weights[name].shape) != shape:
+            raise InputError(
+                f"embedding.model {folder}: model.safetensors does not match config.json: {name} is "
+                f"{'x'.join(map(str, weights[name].shape))}, config.json implies {'x'.join(map(str, shape))}"
+            )
+
+
 _EMBEDDING_NAMES = [
     "embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
     "embeddings.token_type_embeddings.weight", "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias",
@@ -111,6 +146,7 @@ def build(model_path: str | Path):
     eps = float(config.get("layer_norm_eps", 1e-12))
     gelu = ACTIVATIONS[config["hidden_act"]]
     w = bert_weights(folder, layers)
+    check_shapes(folder, config, w)
 
     def const(array: np.ndarray):
         return op.constant(np.ascontiguousarray(array, dtype=np.float32))

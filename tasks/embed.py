@@ -321,7 +321,15 @@ def model_source(model: str, normalize: bool, backend: str = "torch", device: st
     return source
 
 
-@task(name="embed-chunk", task_run_name="embed-{field} {chunk}/{n_chunks}", cache_policy=NO_CACHE, retries=1)
+def not_bad_input(task, task_run, state) -> bool:
+    """Retry condition: a chunk is retried once after a transient failure (a lost worker, a store
+    hiccup), never after bad input (e.g. a broken model folder), which would fail the same way again.
+    Prefect hands the task's exception over as the Failed state's data."""
+    return not isinstance(state.data, InputError)
+
+
+@task(name="embed-chunk", task_run_name="embed-{field} {chunk}/{n_chunks}", cache_policy=NO_CACHE, retries=1,
+      retry_condition_fn=not_bad_input)  # fmt: skip
 def embedded_chunk(
     texts: list[str], model: ModelSource, embedding: BaseModel, cache_dir: str, field: str, chunk: int, n_chunks: int
 ) -> int:

@@ -190,9 +190,16 @@ def _convert(model_path: str, out_xml: Path, kind: str) -> None:
 
     ov = openvino()
     try:
-        model = bert_graph.build(model_path)
-    except bert_graph.Unsupported:
-        model = _traced(model_path)
+        try:
+            model = bert_graph.build(model_path)
+        except bert_graph.Unsupported:
+            model = _traced(model_path)
+    except (RuntimeError, ValueError, OSError, KeyError) as exc:  # a damaged or odd model folder
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+        raise InputError(
+            f"embedding.model {model_path}: cannot convert it to OpenVINO ({reason}); "
+            "check the model folder, or run it with embedding.backend=torch"
+        ) from None
     if kind == "openvino-int8":
         with _no_telemetry():
             import nncf

@@ -212,3 +212,24 @@ def test_first_run_preparation_converts_and_loads_once(tmp_path, monkeypatch):
     assert not embed.prepare_first_run(embedding, "s3://bucket/cache")
     assert not embed.prepare_first_run(EmbeddingConfig(model="org/not-here-7f3a", backend="openvino"), str(tmp_path / "x"))
     assert list(embed._OPENVINO) == [key] and not (tmp_path / "other").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_model_folder_whose_weights_do_not_match_its_config_is_one_error_line(source, tmp_path):
+    """A hostile or damaged local model (config.json says 768 wide, the weights are 384): one line
+    naming the folder and the tensor, exit 2, no traceback, the chunk not retried."""
+    from tests.test_outputs import cli_run
+
+    folder = tmp_path / "model"
+    shutil.copytree(source.path, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 768}))
+    proc = cli_run("--set", f"embedding.model={folder}", "--set", f"cache.dir={tmp_path / 'c'}", "--set",
+                   "data.demo.ratings=300", "--set", "data.demo.movies=20", "--set", "data.demo.users=30",
+                   "--out", str(tmp_path / "o"), cwd=tmp_path, env_extra={"TQDM_DISABLE": "1"})  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in output and " ERROR " not in output, output
+    message = (f"error: embedding.model {folder}: model.safetensors does not match config.json: "
+               "embeddings.word_embeddings.weight is 30522x384, config.json implies 30522x768")  # fmt: skip
+    assert proc.stderr.strip().splitlines()[-1] == message
+    assert output.count("does not match config.json") == 1 and "Retry" not in output
+    assert not (tmp_path / "o").exists()
