@@ -69,6 +69,15 @@ def bert_weights(folder: Path, layers: int) -> dict[str, np.ndarray]:
     except Exception as exc:  # e.g. bfloat16 tensors, which NumPy has no type for
         raise Unsupported(f"model.safetensors not readable as NumPy ({exc})") from None
     prefix = "" if "embeddings.word_embeddings.weight" in tensors else "bert."
+    stored = {int(k.split(".")[len(prefix.split(".")) + 1]) for k in tensors
+              if k.startswith(f"{prefix}encoder.layer.") and k.split(".")[len(prefix.split(".")) + 1].isdigit()}  # fmt: skip
+    if len(stored) != layers or stored != set(range(len(stored))):  # never range(layers): it may be 10**9
+        from tasks.errors import InputError
+
+        raise InputError(
+            f"embedding.model {folder}: model.safetensors does not match config.json: it holds {len(stored)} "
+            f"encoder layers, config.json says num_hidden_layers={layers}"
+        )
     names = [*_EMBEDDING_NAMES, *(f"encoder.layer.{i}.{n}" for i in range(layers) for n in _LAYER_NAMES)]
     missing = [n for n in names if prefix + n not in tensors]
     if missing:

@@ -186,6 +186,9 @@ def test_bert_graph_reads_prefixed_and_half_weights_and_refuses_other_networks(s
         (folder / "config.json").write_text(json.dumps({**config, **change}))
         with pytest.raises(bert_graph.Unsupported, match=why):
             bert_graph.build(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 10**9}))  # hostile: fails fast
+    with pytest.raises(InputError, match="holds 6 encoder layers, config.json says num_hidden_layers=1000000000$"):
+        bert_graph.build(folder)
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
     with pytest.raises(bert_graph.Unsupported, match="no model.safetensors"):
