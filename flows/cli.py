@@ -394,6 +394,9 @@ def demo_data(
 
 
 def main() -> None:
+    from tasks.process_memory import keep_freed_memory
+
+    keep_freed_memory()  # before numpy is imported (tasks/process_memory.py)
     try:
         app()
     except InputError as exc:  # raised outside a command's own handling

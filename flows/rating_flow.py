@@ -42,6 +42,7 @@ from tasks.merge import merged_rows
 from tasks.outputs import metrics_document, run_output_files, write_run_outputs
 from tasks.plots import figures
 from tasks.preflight import preflight
+from tasks.process_memory import keep_freed_memory
 from tasks.records import PlainJSONSerializer
 from tasks.ridge import partition_row_stats
 from tasks.splits import split_of
@@ -55,6 +56,7 @@ def run_pipeline(config: RunConfig, out: str | None) -> dict:
     cache_dir = config.cache.location
     out_dir = Path(out or Path("outputs") / (flow_run.get_name() or "run"))
     preflight(config, out_dir)  # again here: runs from the UI or a deployment skip the CLI's check
+    keep_freed_memory()  # large arrays reuse freed memory (tasks/process_memory.py)
     started = time.perf_counter()
     with StageRun(cache_dir, config.cache.refresh, get_run_logger()) as run:
         data_dir = data.dir or demo_folder(**data.demo.model_dump(), cache_dir=cache_dir, label="demo_data").path

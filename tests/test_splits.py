@@ -52,20 +52,40 @@ def test_time_split_needs_timestamps():
         split_positions("time", USER, MOVIE, None, 0.2, 0)
 
 
-def test_random_split_is_the_seeds_permutation():
-    """The positions come from the seed's permutation of all rows (shuffled as int32): the first
-    test_size of it are the test rows."""
+def test_random_split_is_the_seeds_smallest_keys():
+    """The test rows are the 20 % of rows with the smallest of the seed's uniform keys."""
     from tasks.splits import split_rows
 
     train, test = split_rows(1000, 0.2, seed=9)
-    expected = np.sort(np.random.default_rng(9).permutation(1000)[:200])
+    expected = np.sort(np.argsort(np.random.default_rng(9).random(1000), kind="stable")[:200])
     np.testing.assert_array_equal(test, expected)
     np.testing.assert_array_equal(train, np.setdiff1d(np.arange(1000), expected))
 
 
+def test_smallest_keys_breaks_ties_by_position():
+    """Keys equal to the cut-off: the first ones by position are taken, exactly n of them."""
+    from tasks.splits import smallest_keys
+
+    keys = np.array([0.5, 0.1, 0.5, 0.9, 0.5, 0.2])
+    np.testing.assert_array_equal(np.flatnonzero(smallest_keys(keys, 3)), [0, 1, 5])
+    np.testing.assert_array_equal(np.flatnonzero(smallest_keys(keys, 4)), [0, 1, 2, 5])
+    assert smallest_keys(np.zeros(7), 3).sum() == 3
+
+
+def test_random_split_is_uniform():
+    """Every row is equally likely to be held out (over seeds), as with a permutation's first rows."""
+    from tasks.splits import split_rows
+
+    counts = np.zeros(50)
+    for seed in range(2000):
+        counts[split_rows(50, 0.2, seed)[1]] += 1
+    # binomial(2000, 0.2) per row: mean 400, sd ~17.9
+    assert abs(counts.mean() - 400) < 1e-9 and counts.min() > 330 and counts.max() < 470
+
+
 @pytest.mark.parametrize("strategy", ["random", "user", "movie", "time"])
 def test_split_with_validation_is_the_split_then_the_validation_part(strategy):
-    """The random strategy's two shuffles run side by side: the same positions and mask as one after
+    """The random strategy's two draws run side by side: the same positions and mask as one after
     the other, on the train rows."""
     from tasks.splits import split_positions, split_with_validation, validation_part
 
