@@ -34,9 +34,12 @@ def process_umask() -> int:
 USER_FIXABLE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
     """Write ``data`` to ``path`` (its folder is created) so that readers see nothing or all of it.
-    A full disk or a read-only folder is an InputError naming the file (nothing is left behind)."""
+    A full disk or a read-only folder is an InputError naming the file (nothing is left behind).
+    ``durable``: on disk before the call returns (fsync); without it the bytes may still be lost in a
+    crash of the machine (what the object store accepts: it checks every object's sha256 when
+    reading it and recomputes a lost one)."""
     path = Path(path)
     tmp = None
     try:
@@ -45,7 +48,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~process_umask())
         os.replace(tmp, path)
     except BaseException as exc:

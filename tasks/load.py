@@ -213,7 +213,21 @@ def read_ratings(path: Path, scale: tuple[float, float] | None, scale_name: str)
     ratings = read_ratings_fast(path, scale)
     if ratings is None:  # something is off: the exact reader finds it and words the error
         ratings = validate_ratings(read_ratings_table(path), scale, scale_name)
-    return ratings
+    return narrowed(ratings)
+
+
+def narrowed(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Integer columns as int32 where every value fits (MovieLens' ids and timestamps do, until
+    2038): the table the load stage stores is 20 bytes a rating instead of 28 (at 25M ratings 200 MB
+    less to hash and write, and the merge's timestamps 100 MB less)."""
+    low, high = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+    out = {}
+    for name in ratings.columns:
+        values = ratings[name].to_numpy()
+        if values.dtype.kind == "i" and values.itemsize > 4 and len(values) and low <= values.min() and values.max() <= high:
+            values = values.astype(np.int32)
+        out[name] = values
+    return pd.DataFrame(out, copy=False)
 
 
 def resolve_scale(
@@ -316,8 +330,12 @@ def tags_text(tags: Table, movie_ids: pd.Series, limit: int = TAGS_PER_MOVIE) ->
     applied = applied[applied["tag"] != ""]
     counts = applied.groupby(["movie_id", "tag"]).size().rename("n").reset_index()
     counts = counts.sort_values(["movie_id", "n", "tag"], ascending=[True, False, True])
-    top = counts.groupby("movie_id").head(limit)
-    text = top.groupby("movie_id")["tag"].agg(", ".join)
+    top = counts.groupby("movie_id").head(limit)  # still sorted by movie: each movie's tags in one run
+    ids, words = top["movie_id"].to_numpy(), top["tag"].tolist()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
+    ends = np.r_[starts[1:], len(ids)]
+    # one join per run of a list (pandas' groupby(...).agg(", ".join) took ~0.8 s on ML-25M's 1M tags)
+    text = pd.Series([", ".join(words[a:b]) for a, b in zip(starts, ends)], index=ids[starts], dtype=object)
     return pd.Series(text.reindex(movie_ids.to_numpy()).to_numpy(), dtype=object)
 
 

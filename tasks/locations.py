@@ -135,10 +135,11 @@ def _arrived_intact(fs, tmp: str, data: bytes) -> bool:
     return fs.cat_file(tmp) == data
 
 
-def publish(location: str, data: bytes) -> None:
-    """Write ``data`` at ``location`` so that readers see all of it or nothing."""
+def publish(location: str, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` at ``location`` so that readers see all of it or nothing (``durable``: see
+    ``atomic_write_bytes``; remote stores are always)."""
     if not is_remote(location):
-        atomic_write_bytes(local_path(location), data)
+        atomic_write_bytes(local_path(location), data, durable)
         return
     fs, path = filesystem(location)
     tmp = f"{path}.{uuid.uuid4().hex}{TMP_SUFFIX}"

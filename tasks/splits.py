@@ -152,6 +152,8 @@ def split_of(rows: MergedRows, split: SplitConfig, validation_size: float, cache
         "split (%s): %d train, %d test rows (test_size=%s, seed=%d)",
         split.strategy, len(train), len(test), split.test_size, split.seed,
     )  # fmt: skip
+    if len(user_idx) < 2**31:  # stored as int32: half the bytes to hash, write and read (160 → 80 MB at 25M)
+        train, test = train.astype(np.int32), test.astype(np.int32)
     store = Store(cache_dir)
     return SplitRows(
         train=store.put_array(train), test=store.put_array(test), validation=store.put_array(validation),

@@ -17,6 +17,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # test cache dir (tests/test_backends.py checks the default, <cache.dir>/models, itself).
 os.environ.setdefault("MOVIE_RATINGS_MODELS_DIR", os.path.join(tempfile.gettempdir(), f"movie-ratings-test-models-{os.getuid()}"))
 
+# Prefect configures logging (dictConfig: the root logger's handlers replaced) when ``prefect.main``
+# is first imported (``from prefect import task`` does it). Imported here, before any test, so that it
+# never happens inside a test and drops the handler pytest's caplog put on the root logger (a test
+# run alone then saw no log records).
+import prefect.main  # noqa: E402,F401
+
 SMALL = {"users": 80, "movies": 50, "ratings": 2500, "seed": 3}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,26 @@ def test_npy_arrays_decode_like_np_load_and_refuse_objects():
     buf = io.BytesIO()
     np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="allow_pickle=False"):
+        npy_array(buf.getvalue())
+
+
+def test_npy_array_is_a_view_of_the_bytes_it_is_given():
+    """No copy of the data (bytes or the bytearray put_array has in hand); a header longer than the
+    first 64 KiB read for it is refused as np.load refuses it."""
+    from tasks.store import npy_bytes
+
+    data = npy_bytes(np.arange(100_000, dtype=np.int64))
+    assert np.shares_memory(npy_array(data), np.frombuffer(data, dtype=np.uint8))
+    frozen = bytes(data)
+    assert np.shares_memory(npy_array(frozen), np.frombuffer(frozen, dtype=np.uint8))
+    wide = np.zeros(2, dtype=[(f"field_{i:05d}", "<f8") for i in range(3000)])  # a ~70 KB format-2.0 header
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "format 2.0 can only be read by NumPy >= 1.9"
+        np.save(buf, wide)
+    with pytest.raises(ValueError, match="large"):  # what np.load(allow_pickle=False) says
+        np.load(io.BytesIO(buf.getvalue()), allow_pickle=False)
+    with pytest.raises(ValueError, match="large"):
         npy_array(buf.getvalue())
 
 
