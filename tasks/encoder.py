@@ -204,9 +204,9 @@ def backend_identity(identity: str, backend: str) -> str:
     """The identity vectors of ``backend`` are stored under."""
     if backend in EQUIVALENT_BACKENDS:
         return identity
-    from tasks.openvino_backend import calibration_hash
+    from tasks.openvino_backend import int8_recipe
 
-    return hashlib.sha256(f"{identity}|{backend}|{calibration_hash()}".encode()).hexdigest()
+    return hashlib.sha256(f"{identity}|{backend}|{int8_recipe()}".encode()).hexdigest()
 
 
 def pick_precision(precision: str, device: str) -> str:

@@ -50,23 +50,55 @@ def test_openvino_vectors_equal_torch_float32(source, texts, reference, tmp_path
 
 
 def test_openvino_int8_is_close_but_stored_apart(source, texts, reference, tmp_path):
+    """Every vector within cosine 0.99 of torch float32, degenerate texts too (they run unquantized);
+    the long ones really from the int8 model, so they must not mix with torch's."""
+    from tasks.openvino_backend import INT8_MIN_TOKENS, Tokenize
+
     int8 = backend_identity(source.identity, "openvino-int8")
     vectors = openvino_encoder(source.path, int8, "openvino-int8", tmp_path, 16, True, "float32")(texts)
-    real = cosines(vectors[:-2], reference[:-2])  # the overviews and titles
-    assert real.min() >= 0.99
-    assert real.min() < 0.9999  # really different vectors: they must not mix with torch's
-    # degenerate texts drift further (measured: '' 0.938, 'a' 0.988): why int8 is never 'auto'
-    assert cosines(vectors[-2:], reference[-2:]).min() > 0.9
+    got = cosines(vectors, reference)
+    assert got.min() >= 0.99
+    long = Tokenize(source.path).lengths(texts) >= INT8_MIN_TOKENS
+    assert long[:80].all() and not long[-2:].any()  # the overviews run in int8, '' and 'a' do not
+    assert got[long].min() < 0.9999  # really different vectors
+    assert got[~long].min() >= 0.9999  # the short ones: the unquantized model (float32 here)
     assert backend_identity(source.identity, "openvino") == source.identity
     assert int8 != source.identity
 
 
-def test_int8_identity_follows_its_calibration_texts(source, monkeypatch):
-    """Other calibration texts (a changed generator) make another int8 model: other stored vectors."""
+def test_routed_sends_short_texts_to_the_unquantized_model(source):
+    """By token count ([CLS] and [SEP] included), in the caller's order."""
+    from tasks.openvino_backend import Tokenize, routed
+
+    calls = {"short": [], "long": []}
+
+    def fake(name, value):
+        def encode(batch):
+            calls[name].append(list(batch))
+            return np.full((len(batch), 3), value, dtype=np.float32)
+        return encode
+
+    tokenize = Tokenize(source.path)
+    texts = ["a long enough text about a heist that goes wrong in a small town", "", "Heat", "another long text about two friends"]
+    lengths = tokenize.lengths(texts)
+    assert lengths[1] == 2 and lengths[2] == 3  # [CLS] [SEP]; [CLS] heat [SEP]
+    encode = routed(tokenize, short=fake("short", 1.0), long=fake("long", 2.0), min_tokens=int(lengths[3]))
+    out = encode(texts)
+    assert out[:, 0].tolist() == [2.0, 1.0, 1.0, 2.0]
+    assert calls == {"short": [["", "Heat"]], "long": [[texts[0], texts[3]]]}
+    assert encode([]).shape[0] == 0
+
+
+def test_int8_identity_follows_its_calibration_texts_and_routing(source, monkeypatch):
+    """Other calibration texts (a changed generator) make another int8 model, another routing other
+    vectors for short texts: either is stored apart."""
     import tasks.openvino_backend as backend
 
     before = backend_identity(source.identity, "openvino-int8")
     monkeypatch.setattr(backend, "calibration_hash", lambda: "another generator")
+    assert backend_identity(source.identity, "openvino-int8") != before
+    monkeypatch.undo()
+    monkeypatch.setattr(backend, "INT8_MIN_TOKENS", 9)
     assert backend_identity(source.identity, "openvino-int8") != before
 
 
