@@ -251,3 +251,23 @@ def test_block_checks_of_sorted_ratings_agree_with_the_whole_array(monkeypatch, 
         for values in (users, shuffled):
             np.testing.assert_array_equal(load.distinct_values(values), np.unique(values))
     assert load.pairs_increase(np.array([], dtype=np.int64), np.array([], dtype=np.int64))
+
+
+def test_ratings_integers_are_narrowed_only_where_every_value_fits():
+    """int32 where the whole column fits (MovieLens' ids and second timestamps), int64 kept for ids or
+    millisecond timestamps beyond it; values unchanged either way."""
+    from tasks.load import narrowed
+
+    frame = pd.DataFrame({
+        "user_id": np.array([1, 2**31 - 1], dtype=np.int64),
+        "movie_id": np.array([5, 2**31], dtype=np.int64),
+        "rating": np.array([4.0, 3.5], dtype=np.float32),
+        "timestamp": np.array([978300760, 1_600_000_000_000], dtype=np.int64),
+    })  # fmt: skip
+    out = narrowed(frame)
+    assert out.dtypes.astype(str).to_dict() == {"user_id": "int32", "movie_id": "int64", "rating": "float32", "timestamp": "int64"}
+    for column in frame.columns:
+        np.testing.assert_array_equal(out[column].to_numpy(), frame[column].to_numpy())
+    negative = narrowed(pd.DataFrame({"timestamp": np.array([-(2**31), 0], dtype=np.int64)}))
+    assert negative["timestamp"].dtype == np.int32
+    assert narrowed(frame.iloc[:0])["user_id"].dtype == np.int64  # nothing to check: left as it is
