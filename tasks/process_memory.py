@@ -16,7 +16,7 @@ run's ~22 s (``docs/performance.md``, "Process memory").
   imported numpy too).
 
 Settings the user made (``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_``, ``NUMPY_MADVISE_HUGEPAGE``
-in the environment) win; ``MOVIE_RATINGS_KEEP_MEMORY=0`` turns all of it off. Without glibc
+in the environment) win; ``MOVIE_RATINGS_KEEP_MEMORY=0`` (or false/no/off) turns all of it off. Without glibc
 (macOS, musl) only the numpy part applies.
 """
 
@@ -47,7 +47,7 @@ def keep_freed_memory() -> dict[str, bool]:
 
 
 def _apply(env: os._Environ | dict) -> dict[str, bool]:
-    if env.get("MOVIE_RATINGS_KEEP_MEMORY", "1").strip() == "0":
+    if env.get("MOVIE_RATINGS_KEEP_MEMORY", "1").strip().lower() in ("0", "false", "no", "off"):
         return {"malloc": False, "numpy_hugepage_off": False}
     return {"malloc": _glibc_keeps_freed(env), "numpy_hugepage_off": _numpy_hugepage_off(env)}
 

@@ -61,6 +61,7 @@ def test_the_users_settings_win():
     off = probe("keep", MOVIE_RATINGS_KEEP_MEMORY="0")
     assert off["applied"] == {"malloc": False, "numpy_hugepage_off": False} and off["hugepage"] is True
     assert off["faults"] >= 90
+    assert probe("keep", MOVIE_RATINGS_KEEP_MEMORY="Off")["applied"] == off["applied"]
     theirs = probe("keep", MALLOC_MMAP_MAX_="65536", NUMPY_MADVISE_HUGEPAGE="1")
     assert theirs["applied"] == {"malloc": False, "numpy_hugepage_off": False} and theirs["hugepage"] is True
 
